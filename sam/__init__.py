@@ -25,7 +25,7 @@ _LAZY = {
     "MaskGenerator": "sam.automatic",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = ["MaskGenerator", "Predictor", "Sam", "SamConfig", "build_model", "load_config", "rank_by_iou"]
 
 
 def __getattr__(name: str) -> Any:
