@@ -31,7 +31,7 @@ def resize_image(image: np.ndarray, image_size: int) -> np.ndarray:
         raise ValueError(f"expected an HxWx3 uint8 image, got shape {image.shape} dtype {image.dtype}")
     h, w = resized_size(image.shape[0], image.shape[1], image_size)
     pil = Image.fromarray(np.ascontiguousarray(image))
-    return np.asarray(pil.resize((w, h), Image.Resampling.BILINEAR))
+    return np.array(pil.resize((w, h), Image.Resampling.BILINEAR))
 
 
 def scale_coords(coords: np.ndarray, original_size: tuple[int, int], image_size: int) -> np.ndarray:

@@ -57,6 +57,8 @@ class Attention(nn.Module):
         self.scale = head_dim**-0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
+        # Largest relative-position bias (elements) built at once; larger ones go in query chunks.
+        self.bias_chunk_elements = 1 << 27
         self.rel_pos_h: nn.Parameter | None = None
         self.rel_pos_w: nn.Parameter | None = None
         if use_rel_pos:
@@ -82,14 +84,14 @@ class Attention(nn.Module):
         """Fused attention with the decomposed relative-position bias as an additive mask.
 
         ``q, k, v``: ``(B*heads)x(h*w)xC``. The bias ``(B*heads)x(h*w)x(h*w)`` is built and consumed
-        in chunks of query rows, so at most ~2**27 bias values exist at once (global attention on
-        a 64x64 grid would otherwise need one 4096x4096 matrix per head).
+        in chunks of query rows, so at most ``bias_chunk_elements`` (2**27) bias values exist at once
+        (global attention on a 64x64 grid would otherwise need one 4096x4096 matrix per head).
         """
         n = q.shape[0]
         q_grid = q.reshape(n, h, w, -1)
         bias_h = torch.einsum("bhwc,hkc->bhwk", q_grid, relative_position_table(h, h, rel_pos_h))
         bias_w = torch.einsum("bhwc,wkc->bhwk", q_grid, relative_position_table(w, w, rel_pos_w))
-        rows = max(1, (1 << 27) // max(1, n * w * h * w))
+        rows = max(1, self.bias_chunk_elements // max(1, n * w * h * w))
         if rows >= h:
             bias = (bias_h[:, :, :, :, None] + bias_w[:, :, :, None, :]).reshape(n, h * w, h * w)
             return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
