@@ -47,6 +47,11 @@ class Sam(nn.Module):
         ``Bx3xSxS`` float, zero-padded on the bottom and right."""
         x = (x - self.pixel_mean) / self.pixel_std
         h, w = x.shape[-2], x.shape[-1]
+        if max(h, w) != self.input_size:
+            raise ValueError(
+                "the image must be resized so that its long side is " + str(self.input_size)
+                + " px; got " + str(h) + "x" + str(w)
+            )
         return F.pad(x, (0, self.input_size - w, 0, self.input_size - h))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
