@@ -2,7 +2,7 @@
 
 The embedding is the only thing that crosses the encoder/decoder seam, so it is what the gateway
 caches (never the image). Entries are keyed by ``(model_id, image_id)``, where ``image_id`` is the
-sha256 of the image content (see :mod:`server.codecs`), so a repeated image costs one hash.
+sha256 of the image content (:func:`server.codecs.image_id`), so a repeated image costs one hash.
 
 Use from one event loop (the gRPC aio server's); the cache does no locking because nothing in it
 awaits between reading and changing its state.
@@ -11,7 +11,6 @@ awaits between reading and changing its state.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,15 +20,11 @@ import numpy as np
 
 @dataclass(frozen=True)
 class EmbeddingKey:
-    """Cache key: the model that computed the embedding and the image's content id (sha256 hex)."""
+    """Cache key: the model that computed the embedding and the image's content id
+    (:func:`server.codecs.image_id`, a sha256 hex)."""
 
     model_id: str
     image_id: str
-
-    @classmethod
-    def for_bytes(cls, model_id: str, content: bytes) -> EmbeddingKey:
-        """Key for an image whose identifying content is ``content`` (its sha256 becomes the image id)."""
-        return cls(model_id, hashlib.sha256(content).hexdigest())
 
 
 @dataclass(frozen=True)
