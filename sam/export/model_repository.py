@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
 from sam.build import build_model
 from sam.config import SamConfig, registry_names
 from sam.export.torchscript import DECODER_FILE, ENCODER_FILE, export_model
@@ -28,8 +30,8 @@ ENCODER_MODEL = "sam_encoder"
 DECODER_MODEL = "sam_decoder"
 
 
-def model_version_id(config: SamConfig, checkpoint: str | Path | None) -> str:
-    """A short content id: sha256 of the checkpoint bytes (or of the config for random weights)."""
+def model_version_id(config: SamConfig, checkpoint: str | Path | None, seed: int = 0) -> str:
+    """A short content id: sha256 of the checkpoint bytes (or of config + seed for random weights)."""
     digest = hashlib.sha256()
     if checkpoint is not None:
         with open(checkpoint, "rb") as f:
@@ -37,7 +39,7 @@ def model_version_id(config: SamConfig, checkpoint: str | Path | None) -> str:
                 digest.update(chunk)
     else:
         digest.update(json.dumps(config.to_dict(), sort_keys=True).encode())
-        digest.update(b"random-weights")
+        digest.update(f"random-weights-seed-{seed}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -73,15 +75,20 @@ def _decoder_warmup(config: SamConfig) -> str:
 
 
 def build_model_repository(spec: str | Path, out_dir: str | Path, checkpoint: str | Path | None = None,
-                           template_dir: str | Path = TEMPLATE_DIR) -> Path:
-    """Writes a complete repository to ``out_dir`` (replacing the two model folders there)."""
-    model = build_model(spec, checkpoint)
+                           template_dir: str | Path = TEMPLATE_DIR, seed: int = 0) -> Path:
+    """Writes a complete repository to ``out_dir`` (replacing the two model folders there).
+
+    Without a checkpoint the weights are random but fixed: drawn from ``torch.manual_seed(seed)``.
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_model(spec, checkpoint)
     config = model.config
     out = Path(out_dir)
     template = Path(template_dir)
     metadata = {
         "sam_model_name": config.name,
-        "sam_model_version": model_version_id(config, checkpoint),
+        "sam_model_version": model_version_id(config, checkpoint, seed),
         "sam_image_size": str(config.image_size),
         "sam_embedding_size": str(config.embedding_size),
         "sam_config": json.dumps(config.to_dict(), sort_keys=True),
@@ -119,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"registry name ({', '.join(registry_names())}) or path to a JSON config")
     parser.add_argument("--checkpoint", help="state dict with official key names (default: random weights)")
     parser.add_argument("--out", required=True, help="target folder (model folders in it are replaced)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights when no checkpoint is given")
     args = parser.parse_args(argv)
     try:
-        out = build_model_repository(args.model, args.out, args.checkpoint)
+        out = build_model_repository(args.model, args.out, args.checkpoint, seed=args.seed)
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -99,3 +99,14 @@ def test_predictor_and_triton_agree_through_the_shared_transforms(served, tiny_m
     logits = sam.transforms.upscale_logits(t_low[0, 1:], predictor.input_size, (75, 101), 256)
     decided = np.abs(logits) > 1e-2
     np.testing.assert_array_equal((logits > 0)[decided], masks[decided])
+
+
+def test_random_weights_are_fixed_by_the_seed(tmp_path):
+    a = build_model_repository("tiny", tmp_path / "a", seed=3)
+    b = build_model_repository("tiny", tmp_path / "b", seed=3)
+    c = build_model_repository("tiny", tmp_path / "c", seed=4)
+    state = [torch.jit.load(str(r / "sam_decoder" / "1" / "model.pt")).state_dict() for r in (a, b, c)]
+    key = "model.mask_decoder.iou_token.weight"
+    assert torch.equal(state[0][key], state[1][key]) and not torch.equal(state[0][key], state[2][key])
+    versions = [json.loads((r / "export.json").read_text())["sam_model_version"] for r in (a, b, c)]
+    assert versions[0] == versions[1] != versions[2]
