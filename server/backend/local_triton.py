@@ -266,6 +266,9 @@ class LocalTriton:
         with self._lock:
             if self.running:
                 return self
+            if self._process is not None:  # exited on its own: reap what is left of it
+                self._kill_group(self._process)
+                self._process = None
             install = TritonInstall.find()
             assemble_backend_dir(self.build_dir, install)
             http_port, grpc_port, metrics_port = free_ports(3)
@@ -446,32 +449,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_dir=args.build_dir,
         startup_timeout_s=args.startup_timeout,
     )
-    stop_requested = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
-        stop_requested.set()
+        raise _StopRequested(signum)
 
+    # Raising from the handler also interrupts a start() that is still waiting for the models,
+    # and start() stops Triton on the way out.
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
         triton.start()
+        print(
+            f"tritonserver ready: grpc {triton.grpc_url}  http {triton.http_url}  metrics {triton.metrics_url}"
+            f"  (log: {triton.log_path})",
+            flush=True,
+        )
+        code = triton.wait()
+        print(f"tritonserver exited on its own (code {code}); log tail:\n{triton.log_tail()}", file=sys.stderr)
+        return code or 1
+    except _StopRequested:
+        return 0
     except TritonStartError as error:
         print(error, file=sys.stderr)
         return 1
-    print(
-        f"tritonserver ready: grpc {triton.grpc_url}  http {triton.http_url}  metrics {triton.metrics_url}"
-        f"  (log: {triton.log_path})",
-        flush=True,
-    )
-    try:
-        while not stop_requested.wait(0.5):
-            if not triton.running:
-                print(f"tritonserver exited on its own; log tail:\n{triton.log_tail()}", file=sys.stderr)
-                code = triton.stop()
-                return code if code else 1
     finally:
+        # A second signal must not interrupt the shutdown itself (stop() kills after its timeout).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         triton.stop()
-    return 0
+
+
+class _StopRequested(Exception):
+    """SIGINT or SIGTERM arrived in the foreground command."""
 
 
 if __name__ == "__main__":
