@@ -66,9 +66,9 @@ def test_min_loss_selection_backpropagates_only_the_best_mask():
     # the candidate with logits (0, 2) against (1, 0) is the hand-computed case above
     assert per_mask[0, 1].item() == pytest.approx(20 * FOCAL + DICE, rel=1e-6)
 
-    # true IoUs: (0,0) pattern vs target: row 0 -> [0, 0, 1], row 1 -> [1, 0, 0]
-    assert out.true_iou.tolist() == [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
-    expected_iou = ((0.1**2 + 0.2**2 + 0.7**2) + (0.1**2 + 0.8**2 + 0.7**2)) / 6
+    # true IoUs of logits > 0: row 0 -> [0, 0, 1], row 1 -> [1, 1, 0]
+    assert out.true_iou.tolist() == [[0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]
+    expected_iou = ((0.1**2 + 0.2**2 + 0.7**2) + (0.1**2 + 0.2**2 + 0.7**2)) / 6
     assert out.iou.item() == pytest.approx(expected_iou, rel=1e-6)
     assert out.total.item() == pytest.approx(expected_mask.item() + expected_iou, rel=1e-6)
 
