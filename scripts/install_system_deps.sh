@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite needs beyond the Python venv: redis-server (the
-# shared embedding cache's integration tests start a real one on a free loopback port).
+# shared embedding cache's integration tests start a real one on a free loopback port) and
+# prometheus, for its promtool (tests/deploy checks and unit-tests the alert rules with it).
 #
 #   bash scripts/install_system_deps.sh
 #
 # Idempotent and quiet: does nothing when every program is already on PATH. Installs with apt-get
 # only when running as root on a Debian/Ubuntu system; otherwise it prints what is missing and
-# exits 0, and the tests that need the program skip with a message naming it. The package's own
-# service is not started (policy-rc.d refuses it for the duration of the install): tests start
-# their own redis-server processes.
+# exits 0, and the tests that need the program skip with a message naming it. The packages' own
+# services are not started (policy-rc.d refuses them for the duration of the install): tests start
+# their own redis-server processes and use only promtool.
 set -euo pipefail
 
 # program on PATH -> Debian package that provides it
-declare -A wanted=([redis-server]=redis-server)
+declare -A wanted=([redis-server]=redis-server [promtool]=prometheus)
 
 missing=()
 for program in "${!wanted[@]}"; do
@@ -29,7 +30,7 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 fi
 
 echo "install_system_deps: apt-get install ${missing[*]}" >&2
-# Keep the package's init script from starting a redis on 6379 inside containers and CI.
+# Keep the packages' init scripts from starting redis (6379) or prometheus (9090) in containers and CI.
 policy=/usr/sbin/policy-rc.d
 created_policy=0
 if [ ! -e "$policy" ]; then
