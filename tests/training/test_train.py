@@ -1,0 +1,130 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import sam
+from training.clicks import plan_rounds
+from training.interactive import run_episode
+from training.train import TrainConfig, TrainSource, build, lr_factor, main, make_batch, train
+
+# A tiny, fast recipe: 2 fixed scenes, 4 objects each, 3 rounds, loss at the 64 px low-res size.
+TINY = {
+    "model": "tiny",
+    "data": {"source": "synthetic", "scenes": 2},
+    "val": None,
+    "steps": 8,
+    "batch_size": 1,
+    "objects_per_image": 4,
+    "rounds": 3,
+    "loss_size": 64,
+    "lr": 1e-3,
+    "warmup_steps": 0,
+    "min_lr_ratio": 1.0,
+    "log_every": 1,
+    "ckpt_every": 4,
+    "threads": 1,
+    "device": "cpu",
+}
+
+
+def fixed_loss(model, config, seed=123):
+    """The episode loss on a fixed draw of objects, prompts and clicks."""
+    source = TrainSource(config.data, model.config.image_size)
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        batch = make_batch(model, source, config, rng, 0, torch.device("cpu"), None)
+        result = run_episode(lambda c, l, m, h: model.decode(batch.embeddings, c, l, m, h), batch.targets,
+                             batch.valid_sizes, rng, rounds=plan_rounds(rng, config.rounds),
+                             loss_size=config.loss_size)
+    return result.loss.item()
+
+
+@pytest.mark.slow
+def test_a_few_training_steps_lower_the_loss(tmp_path):
+    config = TrainConfig.from_dict(TINY | {"freeze_image_encoder": False})
+    torch.manual_seed(config.seed)
+    before = fixed_loss(build(config), config)
+    train(config, tmp_path / "run")
+    trained = sam.build_model("tiny", checkpoint=tmp_path / "run" / "model.pt")  # strict load
+    after = fixed_loss(trained, config)
+    assert after < 0.8 * before, (before, after)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 9))
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly_where_it_stopped(tmp_path):
+    config = TrainConfig.from_dict(TINY | {"steps": 4, "freeze_image_encoder": True})
+    train(config, tmp_path / "straight")
+    train(config, tmp_path / "split", stop_after=2)
+    state = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 2
+    train(config, tmp_path / "split", resume=True)
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "split" / "model.pt", weights_only=True)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    torch.manual_seed(config.seed)  # train() builds the model after seeding torch the same way
+    frozen = sam.build_model("tiny")
+    torch.testing.assert_close(b["image_encoder.patch_embed.proj.weight"],
+                               frozen.state_dict()["image_encoder.patch_embed.proj.weight"])
+    steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_cli_writes_the_run_folder(tmp_path):
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(TINY | {"steps": 2, "rounds": 3, "objects_per_image": 2,
+                                              "val": {"source": "synthetic", "scenes": 1},
+                                              "val_max_objects": 2, "val_every": 2}))
+    out = tmp_path / "run"
+    assert main(["--config", str(config_path), "--out", str(out), "--freeze-image-encoder"]) == 0
+    for name in ("checkpoint.pt", "model.pt", "best.pt", "config.json", "log.jsonl", "curves.png"):
+        assert (out / name).is_file(), name
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert {r["type"] for r in records} == {"train", "val"}
+    val = [r for r in records if r["type"] == "val"][0]
+    assert 0.0 <= val["one_click_miou_best_of_3"] <= 1.0 and val["objects"] == 2
+    assert Image.open(out / "curves.png").size[0] == 900
+    assert json.loads((out / "config.json").read_text())["freeze_image_encoder"] is True
+    # an existing run is not overwritten without --resume
+    assert main(["--config", str(config_path), "--out", str(out)]) == 2
+    # --resume reads the run's own config and extends it
+    assert main(["--out", str(out), "--resume", "--steps", "3"]) == 0
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 3
+
+
+def test_coco_is_a_training_source(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(images / "x.png")
+    coco = {"images": [{"id": 1, "file_name": "x.png", "height": 96, "width": 128}],
+            "categories": [{"id": 1, "name": "a"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 900,
+                             "bbox": [10, 10, 30, 30], "segmentation": [[10, 10, 40, 10, 40, 40, 10, 40]]}]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    data = {"source": "coco", "images": str(images), "annotations": str(tmp_path / "coco.json")}
+    config = TrainConfig.from_dict(TINY | {"data": data, "steps": 1, "objects_per_image": 2})
+    last = train(config, tmp_path / "run")
+    assert np.isfinite(last["loss"])
+    source = TrainSource(data, 256)
+    batch = make_batch(build(config), source, config, np.random.default_rng(0), 0, torch.device("cpu"), None)
+    assert batch.valid_sizes == [(192, 256)] * 2  # 96x128 resized so the long side is 256
+    assert batch.targets[0, 0, :192, :256].sum() == pytest.approx(60 * 60, rel=0.1)
+
+
+def test_config_errors_and_schedule():
+    with pytest.raises(ValueError, match="unknown training config keys"):
+        TrainConfig.from_dict({"stpes": 3})
+    with pytest.raises(ValueError, match="coco data needs"):
+        TrainConfig.from_dict({"data": {"source": "coco"}})
+    assert lr_factor(0, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_factor(9, 10, 100, 0.1) == pytest.approx(1.0)
+    assert lr_factor(10, 10, 100, 0.1) == pytest.approx(1.0)
+    assert lr_factor(55, 10, 100, 0.1) == pytest.approx(0.55)
+    assert lr_factor(100, 10, 100, 0.1) == pytest.approx(0.1)

@@ -1,0 +1,607 @@
+"""Train or fine-tune SAM with simulated interactive prompts (SAM's recipe), from a JSON config.
+
+    python -m training.train --config training/configs/tiny_synthetic.json --out runs/tiny
+    python -m training.train --out runs/tiny --resume                 # continue (config from the run)
+    python -m training.train --config CONFIG.json --out runs/ft --init sam_vit_b.pth \\
+        --freeze-image-encoder                                         # cheap fine-tuning
+
+Each step draws ``batch_size`` images and ``objects_per_image`` ground-truth masks from each (any
+level: whole, part or sub-part), runs the 11-round episode of :mod:`training.interactive` on all
+of them in one decoder batch, and takes one AdamW step (linear warmup, then cosine decay).
+Everything random is drawn from ``np.random.default_rng([seed, step])``, so a resumed run sees the
+same data as an uninterrupted one.
+
+With ``freeze_image_encoder`` only the prompt encoder and mask decoder train and the image
+embeddings are computed without gradient; with a finite training set (``data.scenes`` for
+synthetic data, or COCO) they are cached in memory (float16) and optionally on disk
+(``embedding_cache_dir``), so each image is encoded once.
+
+The run folder holds ``config.json``, ``checkpoint.pt`` (model, optimizer, scheduler, step: what
+``--resume`` reads), ``model.pt`` (the latest weights, a plain state dict with the official key
+names that ``sam.build_model(spec, checkpoint=...)`` loads), ``best.pt`` (best validation score),
+``log.jsonl`` (one JSON object per line: ``{"type": "train", ...}`` every ``log_every`` steps and
+``{"type": "val", ...}`` after each validation) and ``curves.png``. A progress bar goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from training.clicks import plan_rounds
+from training.interactive import run_episode
+from training.plot import draw_curves
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on. ``data``/``val`` are dicts:
+
+    - ``{"source": "synthetic", "scene": {SceneConfig keys}, "scenes": N or null}``: training scenes
+      of the train split (``scenes`` null: a fresh scene for every draw; N: a fixed pool of the first
+      N scenes, required to cache embeddings). For ``val``: ``"scenes"`` is the number of validation
+      scenes (default 16) of the val split.
+    - ``{"source": "coco", "images": DIR, "annotations": JSON, "min_area": 100}``; for ``val``
+      also ``"images_max"`` (default 16).
+    """
+
+    model: Any = "tiny"  # registry name, JSON config path or dict (sam.build_model's spec)
+    init: str | None = None  # checkpoint to start from (official key names)
+    data: dict = field(default_factory=lambda: {"source": "synthetic", "scene": {}, "scenes": None})
+    val: dict | None = field(default_factory=lambda: {"source": "synthetic", "scenes": 16})
+    steps: int = 1000
+    batch_size: int = 4  # images per step
+    objects_per_image: int = 8  # masks (prompt sets) per image
+    min_object_area: int = 20  # px in the resized frame
+    lr: float = 4e-4
+    min_lr_ratio: float = 0.05  # the cosine decay ends at lr * min_lr_ratio
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0  # max global gradient norm (0 disables)
+    rounds: int = 11
+    loss_size: int | None = None  # side of the square frame the loss is computed in (default image_size)
+    iou_loss_weight: float = 1.0
+    freeze_image_encoder: bool = False
+    embedding_cache_mb: int = 2048
+    embedding_cache_dir: str | None = None
+    seed: int = 0
+    log_every: int = 10
+    val_every: int = 200
+    val_max_objects: int = 8  # objects per validation image
+    val_noc: bool = False  # also run the 20-click NoC protocol at validation (slow)
+    ckpt_every: int = 100
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    device: str | None = None  # cpu / cuda (default: cuda if available)
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("steps", "batch_size", "objects_per_image", "log_every", "val_every", "ckpt_every"):
+            if int(getattr(self, name)) < 1:
+                problems.append(f"{name} must be >= 1")
+        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0 or self.weight_decay < 0:
+            problems.append("need lr > 0, 0 <= min_lr_ratio <= 1, warmup_steps >= 0, weight_decay >= 0")
+        if self.rounds < 3:
+            problems.append("rounds must be >= 3 (first prompt, a middle mask-only round, the last)")
+        source = self.data.get("source") if isinstance(self.data, dict) else None
+        if source not in ("synthetic", "coco"):
+            problems.append('data.source must be "synthetic" or "coco"')
+        if source == "coco" and not (self.data.get("images") and self.data.get("annotations")):
+            problems.append('coco data needs "images" (folder) and "annotations" (JSON)')
+        val_source = self.val.get("source") if isinstance(self.val, dict) else None
+        if self.val is not None and val_source not in ("synthetic", "coco"):
+            problems.append('val must be null or a dict with source "synthetic" or "coco"')
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["betas"] = list(self.betas)
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class TrainSource:
+    """Images + instance masks to train on: a finite indexable dataset, or fresh synthetic scenes."""
+
+    def __init__(self, spec: dict, image_size: int) -> None:
+        self.spec = dict(spec)
+        source = spec["source"]
+        if source == "synthetic":
+            from training.data.synthetic import SPLITS, SceneConfig, SyntheticDataset
+
+            scene = dict(spec.get("scene") or {})
+            scene.setdefault("long_side", image_size)
+            self.scene_config = SceneConfig.from_dict(scene)
+            n = spec.get("scenes")
+            start, stop = SPLITS["train"]
+            self.finite = n is not None
+            self.dataset: Any = SyntheticDataset("train", int(n) if n is not None else stop - start, self.scene_config)
+            self.key = "synthetic-train-" + _digest(scene)
+        else:
+            from training.data.coco import CocoDataset
+
+            self.dataset = CocoDataset(spec["images"], spec["annotations"], min_area=int(spec.get("min_area", 1)))
+            if len(self.dataset) == 0:
+                raise ValueError(f"COCO data {spec['annotations']} has no image with instances")
+            self.finite = True
+            self.key = "coco-" + _digest({"annotations": str(Path(spec["annotations"]).resolve())})
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def pick(self, rng: np.random.Generator, step: int, slot: int, batch_size: int) -> int:
+        """Index of the image for ``slot`` of ``step``: fresh sequential scenes for unbounded synthetic
+        data, a uniform draw otherwise."""
+        if not self.finite:
+            return (step * batch_size + slot) % len(self.dataset)
+        return int(rng.integers(len(self.dataset)))
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[index]
+
+
+def resize_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``MxHxW`` bool -> ``Mxhxw`` bool (``size`` = ``(h, w)``), area/bilinear resampling at 0.5."""
+    h, w = size
+    if masks.shape[1:] == (h, w):
+        return masks.astype(bool, copy=False)
+    interp = cv2.INTER_AREA if h < masks.shape[1] else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(m.astype(np.float32), (w, h), interpolation=interp) >= 0.5 for m in masks])
+
+
+def prepare_image(image: np.ndarray, image_size: int) -> np.ndarray:
+    from sam import transforms
+
+    if max(image.shape[:2]) == image_size:
+        return image
+    return transforms.resize_image(image, image_size)
+
+
+class EmbeddingCache:
+    """float16 embeddings by key, in memory (bounded, least recently used out) and optionally on disk."""
+
+    def __init__(self, max_bytes: int, directory: str | Path | None = None) -> None:
+        self.max_bytes = max_bytes
+        self.directory = Path(directory) if directory else None
+        if self.directory:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        self.items: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.bytes = 0
+        self.hits = self.misses = 0
+
+    def get(self, key: str) -> torch.Tensor | None:
+        if key in self.items:
+            self.items.move_to_end(key)
+            self.hits += 1
+            return self.items[key]
+        if self.directory and (self.directory / f"{key}.pt").is_file():
+            value = torch.load(self.directory / f"{key}.pt", map_location="cpu", weights_only=True)
+            self._put_memory(key, value)
+            self.hits += 1
+            return value
+        self.misses += 1
+        return None
+
+    def put(self, key: str, value: torch.Tensor) -> None:
+        value = value.detach().to("cpu", torch.float16)
+        self._put_memory(key, value)
+        if self.directory:
+            tmp = self.directory / f"{key}.pt.tmp"
+            torch.save(value, tmp)
+            os.replace(tmp, self.directory / f"{key}.pt")
+
+    def _put_memory(self, key: str, value: torch.Tensor) -> None:
+        size = value.numel() * value.element_size()
+        if size > self.max_bytes:
+            return
+        self.items[key] = value
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, old = self.items.popitem(last=False)
+            self.bytes -= old.numel() * old.element_size()
+
+
+@dataclass
+class Batch:
+    embeddings: torch.Tensor  # (batch_size * K) x 256 x g x g
+    targets: torch.Tensor  # (batch_size * K) x 1 x S x S float {0, 1}
+    valid_sizes: list[tuple[int, int]]
+    indices: list[int]
+
+
+def make_batch(model: Any, source: TrainSource, config: TrainConfig, rng: np.random.Generator, step: int,
+               device: torch.device, cache: EmbeddingCache | None) -> Batch:
+    """Draws images and objects for one step and computes (or fetches) their embeddings."""
+    s = model.config.image_size
+    k = config.objects_per_image
+    images, targets, valid, indices = [], [], [], []
+    for slot in range(config.batch_size):
+        for attempt in range(20):
+            index = source.pick(rng, step, slot, config.batch_size) if attempt == 0 else int(rng.integers(len(source)))
+            sample = source[index]
+            image = prepare_image(sample.image, s)
+            h, w = image.shape[:2]
+            scale = (h * w) / (sample.image.shape[0] * sample.image.shape[1])
+            areas = sample.masks.reshape(len(sample.masks), -1).sum(axis=1) * scale
+            candidates = np.flatnonzero(areas >= config.min_object_area)
+            if candidates.size:
+                break
+        else:
+            raise ValueError("20 images in a row had no object of at least min_object_area px; lower it")
+        chosen = rng.choice(candidates, k, replace=candidates.size < k)
+        masks = resize_masks(sample.masks[chosen], (h, w))
+        padded = np.zeros((k, 1, s, s), np.float32)
+        padded[:, 0, :h, :w] = masks
+        for m in range(k):  # a mask can vanish when resized down; keep one pixel of it
+            if not masks[m].any():
+                ys, xs = np.nonzero(sample.masks[chosen[m]])
+                sy, sx = h / sample.masks.shape[1], w / sample.masks.shape[2]
+                padded[m, 0, min(int(ys.mean() * sy), h - 1), min(int(xs.mean() * sx), w - 1)] = 1
+        images.append(image)
+        targets.append(torch.from_numpy(padded))
+        valid += [(h, w)] * k
+        indices.append(index)
+
+    embeddings: list[torch.Tensor | None] = [None] * len(images)
+    todo = list(range(len(images)))
+    if cache is not None:
+        todo = []
+        for i, index in enumerate(indices):
+            hit = cache.get(f"{source.key}-{index}")
+            if hit is None:
+                todo.append(i)
+            else:
+                embeddings[i] = hit.to(device, torch.float32)
+    if todo:
+        pixels = [torch.from_numpy(np.ascontiguousarray(images[i])).to(device).permute(2, 0, 1)[None] for i in todo]
+        x = torch.cat([model.preprocess(p.float()) for p in pixels])
+        if config.freeze_image_encoder:
+            with torch.no_grad():
+                out = model.image_encoder(x)
+        else:
+            out = model.image_encoder(x)
+        for j, i in enumerate(todo):
+            embeddings[i] = out[j:j + 1]
+            if cache is not None:  # use the cached (float16) value now too: the same numbers hit or miss
+                cache.put(f"{source.key}-{indices[i]}", out[j:j + 1])
+                embeddings[i] = out[j:j + 1].detach().half().float()
+    emb = torch.cat([e for e in embeddings if e is not None]).repeat_interleave(k, dim=0)
+    return Batch(emb, torch.cat(targets).to(device), valid, indices)
+
+
+def val_samples(spec: dict, image_size: int) -> list[Any]:
+    if spec["source"] == "synthetic":
+        from training.data.synthetic import SceneConfig, SyntheticDataset
+
+        scene = dict(spec.get("scene") or {})
+        scene.setdefault("long_side", image_size)
+        return list(SyntheticDataset("val", int(spec.get("scenes", 16)), SceneConfig.from_dict(scene)))
+    from training.data.coco import CocoDataset
+
+    coco = CocoDataset(spec["images"], spec["annotations"], min_area=int(spec.get("min_area", 1)))
+    return [coco[i] for i in range(min(int(spec.get("images_max", 16)), len(coco)))]
+
+
+# ----------------------------------------------------------------------------------------------
+# Optimisation
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Trainable parameters split into decayed (matrices, convolution kernels) and not decayed
+    (biases, norms, learned embeddings and tokens, position tables)."""
+    embedding_params = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or id(p) in embedding_params or "pos_embed" in name or "rel_pos" in name:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based): linear warmup to 1 over
+    ``warmup`` steps, then cosine decay to ``min_ratio`` at ``total``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# ----------------------------------------------------------------------------------------------
+# Run folder: checkpoints, log, progress
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def read_log(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash
+    return records
+
+
+class ProgressBar:
+    """One updating line on a terminal; a plain line every ``every_s`` seconds otherwise."""
+
+    def __init__(self, total: int, start: int, stream: Any = sys.stderr, every_s: float = 30.0) -> None:
+        self.total, self.start, self.stream = total, start, stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+        self.every_s = every_s if not self.tty else 0.2
+
+    def update(self, step: int, text: str, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self.last < self.every_s:
+            return
+        self.last = now
+        done = step - self.start
+        rate = done / max(now - self.t0, 1e-9)
+        eta = (self.total - step) / rate if rate > 0 else float("inf")
+        width = 24
+        filled = int(width * step / max(self.total, 1))
+        bar = "#" * filled + "." * (width - filled)
+        eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "--:--:--"
+        line = f"[{bar}] {step}/{self.total} {text} {1 / rate if rate else 0:.2f}s/step eta {eta_text}"
+        if self.tty:
+            self.stream.write("\r\033[K" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# ----------------------------------------------------------------------------------------------
+# The run
+
+
+def build(config: TrainConfig) -> Any:
+    import sam
+    from sam.build import load_weights, read_state_dict
+
+    model = sam.build_model(config.model)
+    if config.init:
+        load_weights(model, read_state_dict(config.init), source=f"--init {config.init}")
+    if config.freeze_image_encoder:
+        model.image_encoder.requires_grad_(False)
+    return model
+
+
+def validate(model: Any, samples: list[Any], config: TrainConfig) -> dict[str, Any]:
+    from training.evaluate import evaluate
+
+    report = evaluate(model, samples, with_noc=config.val_noc, max_objects=config.val_max_objects,
+                      seed=config.seed)
+    return report["overall"]
+
+
+def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
+    """Runs (or resumes) a training run in ``out``. ``stop_after``: return after this many steps of
+    this call (for tests); the schedule still follows ``config.steps``. Returns the last train record."""
+    out.mkdir(parents=True, exist_ok=True)
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(config.seed)
+    model = build(config).to(device)
+    model.train()
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr, betas=config.betas)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, config.warmup_steps, config.steps, config.min_lr_ratio))
+    ckpt_path, log_path = out / "checkpoint.pt", out / "log.jsonl"
+    start, best = 0, -math.inf
+    if resume and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, best = int(state["step"]), float(state.get("best", -math.inf))
+        records = [r for r in read_log(log_path) if r.get("step", 0) <= start]
+        log_path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    elif resume:
+        print(f"--resume: no checkpoint in {out}; starting from step 0", file=sys.stderr)
+        log_path.write_text("")
+    else:
+        if ckpt_path.exists():
+            raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        log_path.write_text("")
+    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+
+    s = model.config.image_size
+    source = TrainSource(config.data, s)
+    cache = None
+    if config.freeze_image_encoder and source.finite:
+        # embeddings depend on the frozen encoder: key them by model spec and initial weights
+        source.key += "-" + _digest({"model": config.model, "init": config.init})
+        cache = EmbeddingCache(config.embedding_cache_mb << 20, config.embedding_cache_dir)
+    val = val_samples(config.val, s) if config.val else []
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    def save(step: int) -> None:
+        weights = model.state_dict()
+        atomic_save({"model": weights, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "step": step, "best": best, "config": config.to_dict()}, ckpt_path)
+        atomic_save(weights, out / "model.pt")
+
+    def log(record: dict) -> None:
+        with log_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    bar = ProgressBar(config.steps, start)
+    last: dict[str, Any] = {}
+    ema = None
+    step = start
+    t_last, t_step = time.perf_counter(), start
+    try:
+        end = config.steps if stop_after is None else min(config.steps, start + stop_after)
+        while step < end:
+            rng = np.random.default_rng([config.seed, step])
+            batch = make_batch(model, source, config, rng, step, device, cache)
+            embeddings = batch.embeddings
+
+            def decode(coords: torch.Tensor, labels: torch.Tensor, mask_input: torch.Tensor | None,
+                       has_mask: torch.Tensor | None,
+                       _emb: torch.Tensor = embeddings) -> tuple[torch.Tensor, torch.Tensor]:
+                return model.decode(_emb, coords, labels, mask_input, has_mask)
+
+            result = run_episode(decode, batch.targets, batch.valid_sizes, rng, rounds=plan_rounds(rng, config.rounds),
+                                 loss_size=config.loss_size, iou_weight=config.iou_loss_weight)
+            optimizer.zero_grad(set_to_none=True)
+            result.loss.backward()
+            grad_norm = (torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+                         if config.grad_clip > 0 else torch.tensor(float("nan")))
+            if not torch.isfinite(result.loss):
+                raise FloatingPointError(f"loss became {result.loss.item()} at step {step}; lower the lr")
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            loss = float(result.loss.item())
+            ema = loss if ema is None else 0.95 * ema + 0.05 * loss
+            if step % config.log_every == 0 or step == end:
+                now = time.perf_counter()
+                last = {"type": "train", "step": step, "loss": loss, "mask_loss": result.mask_loss,
+                        "iou_loss": result.iou_loss, "focal": result.focal, "dice": result.dice,
+                        "iou_round_1": result.round_iou[0], "iou_last_round": result.round_iou[-1],
+                        "lr": optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm),
+                        "seconds_per_step": (now - t_last) / (step - t_step), "time": time.time()}
+                t_last, t_step = now, step
+                log(last)
+            bar.update(step, f"loss {ema:.4f} lr {optimizer.param_groups[0]['lr']:.2e}")
+            if val and (step % config.val_every == 0 or step == config.steps):
+                metrics = validate(model, val, config)
+                score = metrics["one_click_miou_best_of_3"]
+                log({"type": "val", "step": step, **metrics})
+                if score > best:
+                    best = score
+                    atomic_save(model.state_dict(), out / "best.pt")
+                bar.update(step, f"val 1-click mIoU {score:.3f} box {metrics['box_miou']:.3f}", force=True)
+                draw_curves(read_log(log_path), out / "curves.png")
+            if step % config.ckpt_every == 0:
+                save(step)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: saving step {step} to {ckpt_path}", file=sys.stderr)
+        save(step)
+        raise
+    finally:
+        bar.close()
+    save(step)
+    draw_curves(read_log(log_path), out / "curves.png")
+    return last
+
+
+def build_parser() -> argparse.ArgumentParser:
+    doc = __doc__ or ""
+    p = argparse.ArgumentParser(prog="python -m training.train", description=doc.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc.split("\n\n", 1)[1])
+    p.add_argument("--config", help="JSON file with TrainConfig keys (with --resume: default the run's config.json)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, log.jsonl, curves.png)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--init", help="checkpoint to start from (official key names, e.g. sam_vit_b.pth)")
+    p.add_argument("--model", help="model spec: registry name or JSON config (overrides the config)")
+    p.add_argument("--freeze-image-encoder", action="store_true",
+                   help="train prompt encoder + mask decoder only, on cached embeddings where possible")
+    p.add_argument("--steps", type=int, help="total optimizer steps")
+    p.add_argument("--batch-size", type=int, help="images per step")
+    p.add_argument("--objects-per-image", type=int, help="masks (prompt sets) per image")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--val-every", type=int)
+    p.add_argument("--ckpt-every", type=int)
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--device", help="cpu or cuda")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    path = args.config
+    if path is None and args.resume and (Path(args.out) / "config.json").is_file():
+        path = str(Path(args.out) / "config.json")
+    values: dict[str, Any] = {}
+    if path:
+        try:
+            values = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"cannot read the config {path}: {exc}") from exc
+        if not isinstance(values, dict):
+            raise ValueError(f"config {path} must hold a JSON object")
+    overrides = {"init": args.init, "model": args.model, "steps": args.steps, "batch_size": args.batch_size,
+                 "objects_per_image": args.objects_per_image, "lr": args.lr, "warmup_steps": args.warmup_steps,
+                 "seed": args.seed, "val_every": args.val_every, "ckpt_every": args.ckpt_every,
+                 "threads": args.threads, "device": args.device}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if args.freeze_image_encoder:
+        values["freeze_image_encoder"] = True
+    return TrainConfig.from_dict(values)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        last = train(config, Path(args.out), resume=args.resume)
+    except KeyboardInterrupt:
+        return 130
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(last), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
