@@ -153,7 +153,7 @@ def sample_first_prompt(rng: np.random.Generator, gt: np.ndarray, kind: str | No
             raise ValueError("the ground-truth mask is empty: drop empty instances before sampling prompts")
         return FirstPrompt("point", point=Click(float(xy[0]), float(xy[1]), FOREGROUND))
     if kind == "box":
-        return FirstPrompt("box", box=noisy_box(rng, mask_box(gt), gt.shape))
+        return FirstPrompt("box", box=noisy_box(rng, mask_box(gt), (gt.shape[0], gt.shape[1])))
     raise ValueError(f"kind must be 'point', 'box' or None, got {kind!r}")
 
 

@@ -328,7 +328,7 @@ def _fill(polys: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     canvas = np.zeros(shape, np.uint8)
     if polys:
         pts = [np.round(p * (1 << _SUBPIXEL_BITS)).astype(np.int32) for p in polys]
-        cv2.fillPoly(canvas, pts, 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
+        cv2.fillPoly(canvas, pts, (1,), lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
     return canvas.astype(bool)
 
 
