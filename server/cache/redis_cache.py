@@ -31,7 +31,8 @@ Failure policy
     One WARNING line when it opens, one INFO line when it recovers. Redis's own retries are off
     (the breaker is the retry policy), so a dead Redis costs one timeout per backoff period.
 
-Use from one event loop (the gRPC aio server's), like the local cache.
+Needs Redis 6.2 or newer (``GETEX``). Use from one event loop (the gRPC aio server's), like the
+local cache.
 """
 
 from __future__ import annotations

@@ -361,7 +361,7 @@ async def test_a_hung_redis_times_out_quickly(redis_server: RedisServer) -> None
             elapsed = time.monotonic() - started
         finally:
             os.kill(redis_server.process.pid, signal.SIGCONT)
-        assert 0.25 < elapsed < 1.5, f"get on a hung Redis took {elapsed:.2f} s"
+        assert 0.25 < elapsed < 3.0, f"get on a hung Redis took {elapsed:.2f} s (timeout 0.3 s)"
         assert not shared.available
         assert await shared.ping()  # a forced probe closes the breaker again
         assert shared.available
