@@ -186,6 +186,8 @@ def evaluate(model: Any, samples: Iterable[Any], max_clicks: int = MAX_CLICKS, w
     try:
         for sample in samples:
             masks = np.asarray(sample.masks, dtype=bool)
+            if len(masks) == 0:
+                continue
             keep = np.flatnonzero(masks.reshape(len(masks), -1).sum(axis=1) >= max(min_area, 1))
             if max_objects is not None and keep.size > max_objects:
                 keep = np.sort(rng.choice(keep, max_objects, replace=False))

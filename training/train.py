@@ -255,7 +255,7 @@ def make_batch(model: Any, source: TrainSource, config: TrainConfig, rng: np.ran
             image = prepare_image(sample.image, s)
             h, w = image.shape[:2]
             scale = (h * w) / (sample.image.shape[0] * sample.image.shape[1])
-            areas = sample.masks.reshape(len(sample.masks), -1).sum(axis=1) * scale
+            areas = sample.masks.sum(axis=(1, 2)) * scale
             candidates = np.flatnonzero(areas >= config.min_object_area)
             if candidates.size:
                 break
