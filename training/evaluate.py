@@ -293,7 +293,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = sam.build_model(args.model, checkpoint=args.checkpoint).to(device)
+    try:
+        model = sam.build_model(args.model, checkpoint=args.checkpoint).to(device)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.coco_images or args.coco_annotations:
         if not (args.coco_images and args.coco_annotations):
             raise SystemExit("give both --coco-images and --coco-annotations")
