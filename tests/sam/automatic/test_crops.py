@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from sam.automatic.crops import (generate_crop_boxes, is_box_near_crop_edge, uncrop_boxes, uncrop_masks,
-                                 uncrop_points)
+from sam.automatic.crops import generate_crop_boxes, is_box_near_crop_edge, uncrop_boxes, uncrop_masks, uncrop_points
 
 
 def test_layer_zero_is_the_whole_image() -> None:
@@ -18,7 +17,8 @@ def test_one_layer_hand_computed() -> None:
 
 
 def test_two_layers_hand_computed() -> None:
-    # layer 2: overlap = int(512/1500 * 768 * 2/4) = 131; w = ceil((1024 + 3*131) / 4) = 355; h = ceil((768 + 393) / 4) = 291
+    # layer 2: overlap = int(512/1500 * 768 * 2/4) = 131;
+    # w = ceil((1024 + 3*131) / 4) = 355; h = ceil((768 + 393) / 4) = 291
     boxes, layers = generate_crop_boxes((768, 1024), 2, 512 / 1500)
     assert layers == [0] + [1] * 4 + [2] * 16
     layer2 = boxes[5:]
