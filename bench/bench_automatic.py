@@ -11,7 +11,9 @@ ours / baseline (lower is better), per configuration:
 - ``defaults``: the reference parameters. With random weights almost no predicted IoU passes 0.88,
   so this measures the decoder and what is done before the IoU filter.
 - ``lowered``: ``pred_iou_thresh=0, stability_score_thresh=0``: every mask (3 per point) goes through
-  upscaling, stability, boxes, RLE and NMS.
+  upscaling, stability, boxes, RLE and NMS (random-weight masks overlap, so few survive the NMS).
+- ``lowered_no_nms`` (on request): as ``lowered`` with ``box_nms_thresh=1.0`` and RLE output, so that
+  every mask reaches the output and is compared.
 
     python bench/bench_automatic.py [--model vit_b] [--points-per-side 32] [--repeats 1]
     python bench/bench_automatic.py --model tiny --points-per-side 16 --repeats 3   # a quick run
@@ -34,6 +36,10 @@ from sam.automatic._reference_like import ReferenceLikeGenerator, compare_annota
 CONFIGS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "lowered": {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0},
+    # Not run by default: every mask survives to the output, so the comparison covers all of them
+    # (RLE output: 3 masks per point as HxW arrays would not fit in memory at 32 points per side).
+    "lowered_no_nms": {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": 1.0,
+                       "output_mode": "uncompressed_rle"},
 }
 
 

@@ -176,10 +176,11 @@ class MaskGenerator:
         crop_size = (int(crop.shape[0]), int(crop.shape[1]))
         self.predictor.set_image(crop)
         points = self.point_grids[layer] * np.array(crop_size)[None, ::-1]  # (x, y) crop pixels, float64
+        image_size = (int(image.shape[0]), int(image.shape[1]))
         parts = []
         for start in range(0, len(points), self.points_per_batch):
             batch = points[start:start + self.points_per_batch]
-            parts.append(self._process_batch(batch, crop_size, crop_box, (int(image.shape[0]), int(image.shape[1]))))
+            parts.append(self._process_batch(batch, crop_size, crop_box, image_size))
             counter.advance(len(batch))
         self.predictor.reset_image()
         records = MaskRecords.cat(parts)
@@ -196,9 +197,12 @@ class MaskGenerator:
         model = self.model
         config = model.config
         embedding = self.predictor.get_image_embedding()
-        input_size = self.predictor.input_size
-        assert input_size is not None
+        input_size = self.predictor.input_size or (0, 0)  # set together with the embedding
         b = points.shape[0]
+        # Each point is a prompt set: the point (label 1) and the padding point. The coordinates stay
+        # float64 (sam.prompts packs float32): the reference generator passes float64 and the prompt
+        # encoder normalises them before casting to float32, so rounding to float32 first would change
+        # the last bit of some positional encodings, and with it the logits.
         resized = transforms.scale_coords(points, crop_size, config.image_size)
         coords = torch.from_numpy(np.concatenate([resized[:, None, :], np.zeros((b, 1, 2))], axis=1))
         labels = torch.tensor([LABEL_FOREGROUND, LABEL_PADDING], dtype=torch.int32).expand(b, 2)
