@@ -27,7 +27,7 @@ class Predictor:
 
     @property
     def device(self) -> torch.device:
-        return self.model.pixel_mean.device
+        return self.model.pixel_mean.device  # type: ignore[return-value]  # registered buffer
 
     def reset_image(self) -> None:
         self.features: torch.Tensor | None = None

@@ -19,7 +19,7 @@ def rank_by_iou(masks: np.ndarray, iou_predictions: np.ndarray,
     """Reorders one prediction's outputs (``CxHxW`` masks, ``C`` scores, ``Cxhxw`` logits)
     by descending predicted IoU. Returns the reordered arrays in the same order as given."""
     order = rank_order(iou_predictions)
-    out = (np.asarray(masks)[order], np.asarray(iou_predictions)[order])
+    out: tuple[np.ndarray, ...] = (np.asarray(masks)[order], np.asarray(iou_predictions)[order])
     if low_res_logits is not None:
         out = out + (np.asarray(low_res_logits)[order],)
     return out

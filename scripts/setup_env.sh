@@ -17,7 +17,9 @@ venv="$repo/.venv"
 stamp="$venv/.requirements.sha256"
 requirements=("$repo/requirements.txt" "$repo/requirements-dev.txt")
 
-want=$(cat "${requirements[@]}" | sha256sum | cut -d' ' -f1)
+# pyproject.toml is hashed too: the project itself is installed (editable) so that Triton's Python
+# backend stub, which ignores PYTHONPATH, can import sam.export.triton_python_backend.
+want=$(cat "${requirements[@]}" "$repo/pyproject.toml" | sha256sum | cut -d' ' -f1)
 
 venv_ok() {
   [ -x "$venv/bin/python" ] &&
@@ -66,6 +68,7 @@ echo "setup_env: installing pinned requirements into $venv" >&2
 rm -f "$stamp"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
   -r "$repo/requirements.txt" -r "$repo/requirements-dev.txt"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e "$repo"
 if ! problems=$("$venv/bin/python" -m pip check); then
   echo "setup_env: pip check found conflicts:" >&2
   echo "$problems" >&2

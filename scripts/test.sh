@@ -16,9 +16,10 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 # Packages type-checked by mypy. Add yours here when it lands.
-MYPY_PACKAGES=(server)
+MYPY_PACKAGES=(server sam training)
 
 bash scripts/setup_env.sh
+bash scripts/install_system_deps.sh
 # shellcheck disable=SC1091
 . .venv/bin/activate
 

@@ -81,7 +81,8 @@ class MaskDecoder(nn.Module):
         conv1, norm, conv2 = self.output_upscaling[0], self.output_upscaling[1], self.output_upscaling[3]
         x = _stride2_transposed_conv(tokens, conv1.weight, conv1.bias, h, w)
         x = F.gelu(F.layer_norm(x, (x.shape[-1],), norm.weight, norm.bias, norm.eps))
-        x = _stride2_transposed_conv(x.reshape(x.shape[0], 4 * h * w, -1), conv2.weight, conv2.bias, 2 * h, 2 * w)
+        x = x.reshape(x.shape[0], 4 * h * w, -1)
+        x = _stride2_transposed_conv(x, conv2.weight, conv2.bias, 2 * h, 2 * w)
         return F.gelu(x)
 
 
