@@ -9,6 +9,8 @@ small-region removal all have work to do.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -43,6 +45,17 @@ class DiscSam(Sam):
         bucket = torch.remainder(x[:, None] * 7 + y[:, None] * 13 + token * 5, 10)
         iou = (0.75 + 0.025 * bucket).to(torch.float32)
         return logits.to(torch.float32), iou
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Runs these tests on one intra-op thread: the tiny model's ops are too small to gain from more,
+    and on a shared 2-core machine OpenMP barriers waiting for a descheduled thread made this
+    directory 20x slower (15 s vs 5 min under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
