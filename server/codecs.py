@@ -112,7 +112,13 @@ def decode_image(data: bytes, *, max_pixels: int, max_bytes: int, field: str = "
             field,
             limit_px=str(max_pixels),
         ) from error
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except UnidentifiedImageError as error:
+        raise _invalid(
+            "image bytes are not a PNG, JPEG or WebP file (format not recognised); send a complete image file",
+            Reason.IMAGE_DECODE_FAILED,
+            field,
+        ) from error
+    except (OSError, SyntaxError, ValueError) as error:
         raise _invalid(
             f"image bytes could not be decoded ({error}); send a complete PNG, JPEG or WebP file",
             Reason.IMAGE_DECODE_FAILED,

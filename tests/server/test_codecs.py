@@ -103,7 +103,7 @@ def test_exif_orientation_is_applied() -> None:
     ("data", "needle"),
     [
         (b"", "empty"),
-        (b"this is not an image", "could not be decoded"),
+        (b"this is not an image", "not a PNG, JPEG or WebP file"),
         (encode(Image.fromarray(rgb_image()), "PNG")[:60], "could not be decoded"),  # truncated
         (encode(Image.fromarray(rgb_image()), "GIF"), "GIF is not supported; send PNG, JPEG or WebP"),
         (encode(Image.fromarray(rgb_image()), "BMP"), "BMP is not supported"),
