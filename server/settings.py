@@ -132,6 +132,19 @@ class Settings:
         metavar="BYTES",
     )
     max_prompt_sets: int = _setting(64, "Most prompt sets one Segment call may carry.", metavar="N")
+    max_points_per_set: int = _setting(64, "Most points one prompt set may carry.", metavar="N")
+    redis_url: str = _setting(
+        "",
+        "Redis URL of the optional embedding cache shared by all gateway replicas "
+        "(redis://HOST:PORT/DB); empty turns it off.",
+        metavar="URL",
+    )
+    health_poll_interval_s: float = _setting(
+        1.0,
+        "Seconds between checks of Triton's readiness; the health service follows it (NOT_SERVING "
+        "while Triton or its models are down).",
+        metavar="S",
+    )
     grace_period_s: float = _setting(
         10.0,
         "Seconds in-flight calls may finish after SIGTERM; keep it below Kubernetes' "
@@ -152,13 +165,13 @@ class Settings:
         for name in ("encoder_model", "decoder_model"):
             if not getattr(self, name):
                 raise SettingsError(f"{_flag(name)} must not be empty")
-        for name in ("triton_timeout_s", "grace_period_s"):
+        for name in ("triton_timeout_s", "grace_period_s", "health_poll_interval_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{_flag(name)} must be positive seconds, got {getattr(self, name)}")
         for name in ("cache_capacity_bytes", "mask_cache_entries"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
-        for name in ("max_image_pixels", "max_image_bytes", "max_prompt_sets"):
+        for name in ("max_image_pixels", "max_image_bytes", "max_prompt_sets", "max_points_per_set"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{_flag(name)} must be positive, got {getattr(self, name)}")
         if self.max_message_bytes <= self.max_image_bytes:
@@ -166,6 +179,8 @@ class Settings:
                 f"--max-message-bytes ({self.max_message_bytes}) must exceed --max-image-bytes "
                 f"({self.max_image_bytes}), or the largest accepted image cannot arrive"
             )
+        if self.redis_url and not re.match(r"^(redis|rediss|unix)://", self.redis_url):
+            raise SettingsError(f"--redis-url must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise SettingsError(f"--log-level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
 
