@@ -1,0 +1,51 @@
+"""``python -m server``: run the gateway until SIGTERM or SIGINT (see ``--help`` for every setting).
+
+On SIGTERM (or SIGINT) the health service reports NOT_SERVING at once, the server stops accepting
+calls, in-flight calls get ``--grace-period-s`` seconds to finish, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from server.app import create_server
+from server.observability.logs import configure_logging
+from server.observability.tracing import configure_tracing
+from server.settings import Settings
+
+log = logging.getLogger("server")
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until a SIGTERM/SIGINT, then stop gracefully."""
+    server, port = create_server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await server.start()
+    log.info("listening on %s (metrics on port %s)", server.address, server.metrics_port)
+    await stop.wait()
+    log.info("stopping: health NOT_SERVING, in-flight calls get %.1f s", settings.grace_period_s)
+    await server.stop(settings.grace_period_s)
+    log.info("stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = Settings.from_args(argv)
+    configure_logging(settings.log_level)
+    configure_tracing()
+    try:
+        asyncio.run(serve(settings))
+    except OSError as error:
+        log.error("cannot start the gateway: %s", error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
