@@ -75,8 +75,11 @@ def main() -> None:
     parser.add_argument("--points-per-side", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=1, help="runs per variant and configuration")
     parser.add_argument("--configs", default="defaults,lowered", help=f"comma-separated, from {sorted(CONFIGS)}")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = sam.build_model(args.model)
     image = scene(args.height, args.width)

@@ -1,4 +1,8 @@
-"""The fast paths must equal the plain ones bit for bit (torch.equal, not allclose)."""
+"""The fast paths must equal the plain ones bit for bit (torch.equal, not allclose), with one and
+with two threads (PyTorch's kernels do not always round the same way in both)."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -9,6 +13,16 @@ from sam.automatic.decoding import PointGridDecoder, supports
 from sam.automatic.upscale import upscale_logits
 
 
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _prompts(b: int, image_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     points = torch.rand((b, 1, 2), generator=generator, dtype=torch.float64) * image_size
@@ -17,13 +31,14 @@ def _prompts(b: int, image_size: int, seed: int) -> tuple[torch.Tensor, torch.Te
     return coords, labels
 
 
-@pytest.mark.parametrize(("b", "chunk"), [(1, 1), (5, 2), (16, 3), (64, 2), (64, 64)])
-def test_point_grid_decoder_equals_sam_decode(noisy_tiny_model: sam.Sam, b: int, chunk: int) -> None:
+@pytest.mark.parametrize(("b", "chunk", "threads"), [(1, 1, 1), (5, 2, 1), (16, 3, 1), (64, 2, 1), (64, 64, 1),
+                                                     (16, 3, 2)])
+def test_point_grid_decoder_equals_sam_decode(noisy_tiny_model: sam.Sam, b: int, chunk: int, threads: int) -> None:
     model = noisy_tiny_model
     g = model.config.embedding_size
     embedding = torch.randn((1, 256, g, g), generator=torch.Generator().manual_seed(b))
     coords, labels = _prompts(b, model.config.image_size, seed=b)
-    with torch.inference_mode():
+    with torch.inference_mode(), _threads(threads):
         low_res, iou = model.decode(embedding, coords, labels)
         decoded = PointGridDecoder(model, chunk).decode(embedding, coords, labels)
         assert torch.equal(decoded.iou_predictions, iou)
@@ -42,12 +57,20 @@ def test_decoder_rejects_unknown_models(disc_model: sam.Sam, noisy_tiny_model: s
         PointGridDecoder(noisy_tiny_model, 0)
 
 
-@pytest.mark.parametrize("size", [(96, 128), (128, 96), (1, 1), (3, 500), (500, 3), (256, 256), (61, 333), (300, 300)])
-def test_upscale_equals_postprocess_masks(noisy_tiny_model: sam.Sam, size: tuple[int, int]) -> None:
+@pytest.mark.parametrize(("size", "threads"), [((96, 128), 1), ((128, 96), 1), ((1, 1), 1), ((3, 500), 1),
+                                               ((500, 3), 1), ((256, 256), 1), ((61, 333), 1), ((300, 300), 1),
+                                               ((96, 128), 2), ((61, 333), 2), ((300, 300), 2)])
+def test_upscale_equals_postprocess_masks(noisy_tiny_model: sam.Sam, size: tuple[int, int], threads: int) -> None:
     model = noisy_tiny_model
     low = model.config.low_res_size
     image_size = model.config.image_size
-    low_res = torch.randn((3, low, low), generator=torch.Generator().manual_seed(0)) * 4
+    low_res = torch.randn((4, 3, low, low), generator=torch.Generator().manual_seed(0)) * 4
     input_size = transforms.resized_size(*size, image_size)
-    expected = model.postprocess_masks(low_res[:, None], input_size, size)[:, 0]
-    assert torch.equal(upscale_logits(low_res, image_size, input_size, size), expected)
+    with _threads(threads):
+        # What the reference generator computes: all 3 multimask outputs of a point batch at once.
+        expected = model.postprocess_masks(low_res, input_size, size).flatten(0, 1)
+        flat = low_res.flatten(0, 1)
+        assert torch.equal(upscale_logits(flat, image_size, input_size, size), expected)
+        for some in ([5], [0, 1, 2, 3], [2, 7, 11], list(range(1, 12, 2))):
+            assert torch.equal(upscale_logits(flat[some], image_size, input_size, size), expected[some])
+        assert upscale_logits(flat[:0], image_size, input_size, size).shape == (0, *size)
