@@ -232,7 +232,9 @@ def _box(message: pb.Box) -> Box:
 
 def parse_mask(message: pb.Mask, height: int, width: int) -> Mask:
     kind = message.WhichOneof("data")
-    common = dict(score=message.score, area_px=message.area_px, bbox=_box(message.bbox), mask_id=message.mask_id)
+    common: dict[str, Any] = dict(
+        score=message.score, area_px=message.area_px, bbox=_box(message.bbox), mask_id=message.mask_id
+    )
     if kind == "rle":
         rle = message.rle
         mask = mask_codec.decode_rle(rle.height_px or height, rle.width_px or width, rle.counts)

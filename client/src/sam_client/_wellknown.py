@@ -8,6 +8,8 @@ never clash with the official modules when those are also imported in the same p
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, duration_pb2, message_factory
 
 _F = descriptor_pb2.FieldDescriptorProto
@@ -16,7 +18,9 @@ _pool.AddSerializedFile(any_pb2.DESCRIPTOR.serialized_pb)
 _pool.AddSerializedFile(duration_pb2.DESCRIPTOR.serialized_pb)
 
 
-def _field(name: str, number: int, type_: int, *, repeated: bool = False, type_name: str = "") -> _F:
+def _field(
+    name: str, number: int, type_: int, *, repeated: bool = False, type_name: str = ""
+) -> descriptor_pb2.FieldDescriptorProto:
     label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
     field = _F(name=name, number=number, type=type_, label=label, json_name=name)
     if type_name:
@@ -84,7 +88,7 @@ _pool.Add(_rpc_file())
 _pool.Add(_health_file())
 
 
-def _message(full_name: str) -> type:
+def _message(full_name: str) -> Any:
     return message_factory.GetMessageClass(_pool.FindMessageTypeByName(full_name))
 
 

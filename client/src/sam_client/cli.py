@@ -420,7 +420,7 @@ def _segment_one(client: SamClient, args: argparse.Namespace, path: Path, out_di
             record["rle"] = {"size": [result.height, result.width], "counts": mask.rle_counts}
         else:
             file = out_dir / f"mask_{rank}_logits.npy"
-            np.save(file, mask.low_res_logits)
+            np.save(file, np.asarray(mask.low_res_logits))
             record["file"] = str(file)
         records.append(record)
     summary: dict[str, Any] = {
@@ -516,8 +516,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     generated = []
     try:
         with _client(args) as client:
-            for _done, _total, masks in client.generate(path, **parameters):
-                generated.extend(masks)
+            for _done, _total, batch in client.generate(path, **parameters):
+                generated.extend(batch)
     except UnimplementedError:
         print(
             f"sam-client: the server at {args.address} does not offer automatic mask generation (GenerateMasks) "

@@ -75,7 +75,7 @@ def encode_png(mask: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-_TENSOR_DTYPES = {pb.Tensor.FLOAT32: np.dtype("<f4"), pb.Tensor.FLOAT16: np.dtype("<f2")}
+_TENSOR_DTYPES: dict[int, np.dtype] = {pb.Tensor.FLOAT32: np.dtype("<f4"), pb.Tensor.FLOAT16: np.dtype("<f2")}
 
 
 def decode_tensor(tensor: pb.Tensor) -> np.ndarray:

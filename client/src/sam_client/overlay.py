@@ -86,7 +86,7 @@ def draw_overlay(
         key = (x, y)
         y += label_y.get(key, 0)  # stack labels of masks that share a corner
         left, top, right, bottom = draw.textbbox((x + 2, y + 1), text, font=font)
-        label_y[key] = label_y.get(key, 0) + (bottom - top) + 4
+        label_y[key] = label_y.get(key, 0) + int(bottom - top) + 4
         draw.rectangle((left - 2, top - 1, right + 2, bottom + 1), fill=PALETTE[rank % len(PALETTE)])
         draw.text((x + 2, y + 1), text, fill=(255, 255, 255), font=font)
     return out
