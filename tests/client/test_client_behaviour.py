@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from concurrent import futures
 
 import grpc
 import numpy as np
 import pytest
-from fake_server import FakeService, model_info
+from fake_server import SERVICE, FakeService, model_info
 from sam_client import (
     AsyncSamClient,
     DeadlineExceededError,
@@ -221,5 +222,40 @@ async def test_async_image_reuse_and_a_named_missing_id() -> None:
             with pytest.raises(NotFoundError) as caught:
                 await client.segment(image_id="f" * 64, points=[(1, 1)])  # no image to resend: the error
         assert caught.value.reason == "EMBEDDING_NOT_FOUND"
+    finally:
+        server.stop(None)
+
+
+def test_tls_with_a_custom_root_certificate_and_a_bearer_token(tmp_path, free_port: int) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    service = FakeService({"GetModelInfo": model_info})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    handler = grpc.unary_unary_rpc_method_handler(
+        service._wrap("GetModelInfo"),
+        request_deserializer=pb.GetModelInfoRequest.FromString,
+        response_serializer=lambda m: m.SerializeToString(),
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"GetModelInfo": handler}),))
+    credentials = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
+    server.add_secure_port(f"localhost:{free_port}", credentials)
+    server.start()
+    try:
+        with SamClient(f"localhost:{free_port}", root_certificates=cert, token="t0ken", timeout_s=10) as client:
+            assert client.model_info().name == "fake"
+        assert service.calls[0][2]["authorization"] == "Bearer t0ken"
+        # plaintext against a TLS port fails as UNAVAILABLE, not as a hang
+        with SamClient(f"localhost:{free_port}", timeout_s=1, retry=RetryPolicy(max_attempts=1)) as client:
+            with pytest.raises((UnavailableError, DeadlineExceededError)):
+                client.model_info()
     finally:
         server.stop(None)

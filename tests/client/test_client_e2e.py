@@ -25,6 +25,7 @@ from sam_client import (
     Point,
     PromptSet,
     SamClient,
+    UnimplementedError,
     image_id,
 )
 
@@ -77,6 +78,12 @@ def test_health_and_model_info(client: SamClient) -> None:
     info = client.model_info()
     assert info.name and info.image_size_px > 0
     assert len(info.embedding_shape) == 3 and info.low_res_mask_size_px == 4 * info.embedding_shape[-1]
+
+
+def test_generate_is_reported_as_unimplemented(client: SamClient, image_file: Path) -> None:
+    with pytest.raises(UnimplementedError) as caught:
+        list(client.generate(image_file))
+    assert caught.value.code == grpc.StatusCode.UNIMPLEMENTED
 
 
 def test_embed_returns_the_locally_computed_id_and_caches(client: SamClient, image_file: Path) -> None:
