@@ -86,9 +86,10 @@ def channel_options(max_message_bytes: int, extra: Sequence[tuple[str, Any]] = (
     options: dict[str, Any] = {
         "grpc.max_receive_message_length": max_message_bytes,
         "grpc.max_send_message_length": max_message_bytes,
-        # Ping an idle-looking connection during long calls; 60 s stays above the server's default
-        # minimum ping interval, so the server never answers with GOAWAY "too_many_pings".
-        "grpc.keepalive_time_ms": 60_000,
+        # Ping a silent connection during a call to detect a dead peer (or a middlebox that dropped
+        # it). Not more often than gRPC servers accept by default (one ping per 5 minutes without
+        # data; more frequent pings earn "too_many_pings" GOAWAYs). Idle channels do not ping.
+        "grpc.keepalive_time_ms": 300_000,
         "grpc.keepalive_timeout_ms": 20_000,
         "grpc.keepalive_permit_without_calls": 0,
         "grpc.initial_reconnect_backoff_ms": 200,
