@@ -488,7 +488,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
                         f"{record['score']:.3f}",
                         record["area_px"],
                         f"{x0:g},{y0:g},{x1:g},{y1:g}",
-                        record["mask_id"][:12],
+                        record["mask_id"],
                         record.get("file", str(out_root / Path(summary["image"]).stem / "masks.json")),
                     )
                 )
