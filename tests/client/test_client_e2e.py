@@ -243,6 +243,19 @@ def test_cli_segment_png_and_rle_agree_and_the_overlay_has_the_image_size(addres
     assert np.load(tmp_path / "logits" / "scene" / "mask_1_logits.npy").ndim == 2
 
 
+def test_cli_mask_id_from_one_call_refines_in_the_next(address: str, image_file: Path, tmp_path: Path) -> None:
+    first = run_cli(address, "segment", str(image_file), "--point", "45,45", "--out", str(tmp_path), "--json")
+    (summary,) = json.loads(first.stdout)["images"]
+    mask_id = summary["masks"][0]["mask_id"]
+    table = run_cli(address, "segment", str(image_file), "--point", "45,45", "--out", str(tmp_path))
+    assert table.returncode == 0
+    second = run_cli(address, "segment", str(image_file), "--point", "45,45", "--mask-id", mask_id,
+                     "--mode", "single", "--out", str(tmp_path), "--json")  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    (refined,) = json.loads(second.stdout)["images"]
+    assert refined["cached"] is True and len(refined["masks"]) == 1
+
+
 def test_cli_segment_folder_lists_failures_without_stopping(address: str, tmp_path: Path) -> None:
     folder = tmp_path / "images"
     folder.mkdir()
