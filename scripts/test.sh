@@ -16,7 +16,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 # Packages type-checked by mypy. Add yours here when it lands.
-MYPY_PACKAGES=(server sam training)
+MYPY_PACKAGES=(server sam training client/src/sam_client)
 
 bash scripts/setup_env.sh
 bash scripts/install_system_deps.sh
