@@ -51,6 +51,8 @@ IMAGE_ID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 #: Upscaled logits are computed in chunks of at most this many float32 values (about 256 MiB
 #: with the intermediate arrays), so many masks of a large image do not need gigabytes at once.
 UPSCALE_CHUNK_VALUES = 32 << 20
+#: Images larger than this are hashed in a worker thread rather than on the event loop.
+HASH_IN_THREAD_BYTES = 1 << 20
 
 
 class MultimaskMode(StrEnum):
@@ -211,8 +213,9 @@ class SegmentationService:
         info = await self.backend.model_info()
         if info.model_id != self._model_id:
             if self._model_id is not None:
-                log.info("the served model changed from %s to %s; dropping cached embeddings", self._model_id,
-                         info.model_id)  # fmt: skip
+                log.info(
+                    "the served model changed from %s to %s; dropping cached embeddings", self._model_id, info.model_id
+                )
                 self.embeddings.clear()
             self._model_id = info.model_id
         return info
@@ -237,7 +240,10 @@ class SegmentationService:
             Unavailable / DeadlineExceeded / Internal: from the Triton boundary.
         """
         info = await self.model_info()
-        image_id = codecs.image_id(source.data, source.raw_size)
+        if len(source.data) > HASH_IN_THREAD_BYTES:  # sha256 runs ~0.5 GB/s: keep the loop free
+            image_id = await asyncio.to_thread(codecs.image_id, source.data, source.raw_size)
+        else:
+            image_id = codecs.image_id(source.data, source.raw_size)
         key = EmbeddingKey(info.model_id, image_id)
         from_redis = False
 
@@ -305,24 +311,33 @@ class SegmentationService:
         for prompt in prompts:
             for i, (x, y) in enumerate(prompt.points.tolist()):
                 if not 0 <= x < width:
-                    violations.append(FieldViolation(
-                        f"{prompt.field}.points[{i}].x", f"x={x:g} is outside the image: need 0 <= x < {width}"
-                    ))  # fmt: skip
+                    violations.append(
+                        FieldViolation(
+                            f"{prompt.field}.points[{i}].x", f"x={x:g} is outside the image: need 0 <= x < {width}"
+                        )
+                    )
                 if not 0 <= y < height:
-                    violations.append(FieldViolation(
-                        f"{prompt.field}.points[{i}].y", f"y={y:g} is outside the image: need 0 <= y < {height}"
-                    ))  # fmt: skip
+                    violations.append(
+                        FieldViolation(
+                            f"{prompt.field}.points[{i}].y", f"y={y:g} is outside the image: need 0 <= y < {height}"
+                        )
+                    )
             if prompt.box is not None:
                 x0, y0, x1, y1 = prompt.box.tolist()
                 for name, value, low, high in (
-                    ("x_min", x0, 0.0, x1), ("x_max", x1, x0, width), ("y_min", y0, 0.0, y1), ("y_max", y1, y0, height)
-                ):  # fmt: skip
+                    ("x_min", x0, 0.0, x1),
+                    ("x_max", x1, x0, width),
+                    ("y_min", y0, 0.0, y1),
+                    ("y_max", y1, y0, height),
+                ):
                     if not low <= value <= high:
-                        violations.append(FieldViolation(
-                            f"{prompt.field}.box.{name}",
-                            f"{name}={value:g} is out of range: need 0 <= x_min <= x_max <= {width} and "
-                            f"0 <= y_min <= y_max <= {height}",
-                        ))  # fmt: skip
+                        violations.append(
+                            FieldViolation(
+                                f"{prompt.field}.box.{name}",
+                                f"{name}={value:g} is out of range: need 0 <= x_min <= x_max <= {width} and "
+                                f"0 <= y_min <= y_max <= {height}",
+                            )
+                        )
         if violations:
             raise InvalidArgument(
                 f"{len(violations)} prompt coordinate(s) fall outside the {width}x{height} image: "
