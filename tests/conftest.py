@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,7 +201,10 @@ def sam_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SamService
         torch.manual_seed(MODEL_SEED)
         model = sam.build_model(MODEL_SPEC)
     torch.save(model.state_dict(), checkpoint)
-    repository = build_model_repository(MODEL_SPEC, root / "model_repository", checkpoint=checkpoint)
+    with warnings.catch_warnings():
+        # TorchScript is what the model repository serves; torch 2.13 marks it deprecated.
+        warnings.filterwarnings("ignore", r".*torch\.jit\..* is deprecated", DeprecationWarning)
+        repository = build_model_repository(MODEL_SPEC, root / "model_repository", checkpoint=checkpoint)
     triton = LocalTriton(repository, model_config_name="cpu", log_path=root / "triton.log")
     triton.start()
     gateway = _new_gateway(triton.grpc_url, root, {})
