@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from segmentanything.v1 import segment_anything_pb2 as pb
 from tests.conftest import REPO, wait_for_health
-from tests.server.helpers import FG, error_details, metric, png, point_set, scene, stub
+from tests.server.helpers import FG, error_details, inference_count, metric, png, point_set, scene, stub
 
 pytestmark = [
     pytest.mark.slow,
@@ -184,3 +184,32 @@ def test_sigterm_drains_health_finishes_in_flight_calls_and_exits_0(sam_service:
     gateway.process = None
     assert code == 0, gateway.log_tail()
     assert statuses[0] == "SERVING" and "NOT_SERVING" in statuses[1:], statuses
+
+
+def test_gateways_share_embeddings_through_redis(sam_service: Any, tmp_path: Any) -> None:
+    from tests.server.cache.test_redis_cache import RedisServer, _redis_server_binary
+
+    binary = _redis_server_binary()
+    if binary is None:
+        pytest.skip("redis-server not found; install it with `bash scripts/install_system_deps.sh` (as root)")
+    redis = RedisServer(binary, tmp_path)
+    redis.start()
+    first = second = None
+    try:
+        first = sam_service.start_gateway(redis_url=redis.url)
+        second = sam_service.start_gateway(redis_url=redis.url)
+        data = png(scene(90, 70, seed=80))
+        with first.channel() as a_channel, second.channel() as b_channel:
+            a, b = stub(a_channel), stub(b_channel)
+            image_id = a.EmbedImage(pb.EmbedImageRequest(image=pb.Image(encoded=data))).image_id
+            encodes = inference_count(sam_service.triton_url, "sam_encoder")
+            # The other replica never saw the image: it finds the embedding in Redis, not in Triton.
+            b.Segment(pb.SegmentRequest(image_id=image_id, prompt_sets=[point_set((10, 10, FG))]))
+            assert b.EmbedImage(pb.EmbedImageRequest(image=pb.Image(encoded=data))).cached
+            assert inference_count(sam_service.triton_url, "sam_encoder") == encodes
+            assert metric(_metrics(second.metrics_url), "sam_redis_cache_requests_total", {"result": "hit"}) >= 1
+    finally:
+        for gateway in (first, second):
+            if gateway is not None:
+                gateway.stop()
+        redis.stop()
