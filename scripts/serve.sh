@@ -15,7 +15,8 @@
 #    prints the addresses.
 # 4. Ctrl-C or SIGTERM stops both (the gateway drains first); if either exits, the other is stopped.
 #
-# Environment: every SAM_* gateway setting applies (python -m server --help), e.g. SAM_PORT,
+# SAM_SERVE_MODEL (registry name or JSON config) and SAM_SERVE_CHECKPOINT serve another model,
+# e.g. an official checkpoint. Environment: every SAM_* gateway setting applies (python -m server --help), e.g. SAM_PORT,
 # SAM_METRICS_PORT, SAM_CACHE_CAPACITY_BYTES; SAM_TRITON_URL is set here to the Triton started here.
 # TRITON_HTTP_PORT, TRITON_GRPC_PORT, TRITON_METRICS_PORT (default 8000, 8001, 8002) move Triton.
 # Logs: build/serve/gateway.log (JSON lines) and build/serve/triton.log.
@@ -32,7 +33,18 @@ say() { printf 'serve: %s\n' "$*" >&2; }
 
 # -- the model repository ------------------------------------------------------------------------------
 shipped=models/sam_small
-if [ -f "$shipped/config.json" ] && [ -f "$shipped/model.pt" ]; then
+if [ -n "${SAM_SERVE_MODEL:-}" ]; then
+  # Another model, e.g. an official checkpoint: SAM_SERVE_MODEL=vit_b SAM_SERVE_CHECKPOINT=sam_vit_b_01ec64.pth
+  model_args=(--model "$SAM_SERVE_MODEL")
+  model_inputs=()
+  if [ -n "${SAM_SERVE_CHECKPOINT:-}" ]; then
+    model_args+=(--checkpoint "$SAM_SERVE_CHECKPOINT")
+    model_inputs=("$SAM_SERVE_CHECKPOINT")
+  fi
+  [ -f "$SAM_SERVE_MODEL" ] && model_inputs+=("$SAM_SERVE_MODEL")
+  model_text="$SAM_SERVE_MODEL ${SAM_SERVE_CHECKPOINT:-(random weights, seed 0)}"
+  [ -n "${SAM_SERVE_CHECKPOINT:-}" ] || model_args+=(--seed 0)
+elif [ -f "$shipped/config.json" ] && [ -f "$shipped/model.pt" ]; then
   model_args=(--model "$shipped/config.json" --checkpoint "$shipped/model.pt")
   model_text="the shipped small model ($shipped)"
   model_inputs=("$shipped/config.json" "$shipped/model.pt")
