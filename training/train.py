@@ -76,6 +76,16 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0  # max global gradient norm (0 disables)
     rounds: int = 11
+    # curriculum: for the first ``curriculum_steps`` steps, episodes have ``curriculum_rounds`` rounds
+    # and, with ``curriculum_whole_only`` (synthetic data), only whole objects are prompted; the full
+    # recipe afterwards
+    curriculum_steps: int = 0
+    curriculum_rounds: int = 3
+    curriculum_whole_only: bool = False
+    # fresh models only (no ``init``): if > 0, every attention of the mask decoder starts with its key
+    # projection equal to its query projection, both scaled by this gain, so that q.k already
+    # compares positional encodings (a point prompt attends to the image near it from step 0)
+    decoder_qk_init_gain: float = 0.0
     loss_size: int | None = None  # side of the square frame the loss is computed in (default image_size)
     iou_loss_weight: float = 1.0
     freeze_image_encoder: bool = False
@@ -97,8 +107,11 @@ class TrainConfig:
                 problems.append(f"{name} must be >= 1")
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0 or self.weight_decay < 0:
             problems.append("need lr > 0, 0 <= min_lr_ratio <= 1, warmup_steps >= 0, weight_decay >= 0")
-        if self.rounds < 3:
-            problems.append("rounds must be >= 3 (first prompt, a middle mask-only round, the last)")
+        if self.rounds < 3 or self.curriculum_rounds < 3:
+            problems.append("rounds and curriculum_rounds must be >= 3 "
+                            "(first prompt, a middle mask-only round, the last)")
+        if self.curriculum_steps < 0:
+            problems.append("curriculum_steps must be >= 0")
         source = self.data.get("source") if isinstance(self.data, dict) else None
         if source not in ("synthetic", "coco"):
             problems.append('data.source must be "synthetic" or "coco"')
@@ -243,8 +256,9 @@ class Batch:
 
 
 def make_batch(model: Any, source: TrainSource, config: TrainConfig, rng: np.random.Generator, step: int,
-               device: torch.device, cache: EmbeddingCache | None) -> Batch:
-    """Draws images and objects for one step and computes (or fetches) their embeddings."""
+               device: torch.device, cache: EmbeddingCache | None, whole_only: bool = False) -> Batch:
+    """Draws images and objects for one step and computes (or fetches) their embeddings.
+    ``whole_only``: prompt only whole objects (level 0) where the samples carry ``levels``."""
     s = model.config.image_size
     k = config.objects_per_image
     images, targets, valid, indices = [], [], [], []
@@ -256,7 +270,11 @@ def make_batch(model: Any, source: TrainSource, config: TrainConfig, rng: np.ran
             h, w = image.shape[:2]
             scale = (h * w) / (sample.image.shape[0] * sample.image.shape[1])
             areas = sample.masks.sum(axis=(1, 2)) * scale
-            candidates = np.flatnonzero(areas >= config.min_object_area)
+            keep = areas >= config.min_object_area
+            levels = getattr(sample, "levels", None)
+            if whole_only and levels is not None:
+                keep &= np.asarray(levels) == 0
+            candidates = np.flatnonzero(keep)
             if candidates.size:
                 break
         else:
@@ -405,6 +423,19 @@ class ProgressBar:
 # The run
 
 
+def align_decoder_attention(model: Any, gain: float) -> None:
+    """Sets ``k_proj.weight = q_proj.weight = gain * q_proj.weight`` in every attention layer of the
+    mask decoder (biases unchanged): ``q.k`` then starts as a positive semi-definite similarity of
+    the inputs, so positional encodings of prompts and image tokens match where they coincide."""
+    from sam.modeling.transformer import Attention
+
+    with torch.no_grad():
+        for module in model.mask_decoder.modules():
+            if isinstance(module, Attention):
+                module.q_proj.weight.mul_(gain)
+                module.k_proj.weight.copy_(module.q_proj.weight)
+
+
 def build(config: TrainConfig) -> Any:
     import sam
     from sam.build import load_weights, read_state_dict
@@ -412,6 +443,8 @@ def build(config: TrainConfig) -> Any:
     model = sam.build_model(config.model)
     if config.init:
         load_weights(model, read_state_dict(config.init), source=f"--init {config.init}")
+    elif config.decoder_qk_init_gain > 0:
+        align_decoder_attention(model, config.decoder_qk_init_gain)
     if config.freeze_image_encoder:
         model.image_encoder.requires_grad_(False)
     return model
@@ -486,7 +519,9 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
         end = config.steps if stop_after is None else min(config.steps, start + stop_after)
         while step < end:
             rng = np.random.default_rng([config.seed, step])
-            batch = make_batch(model, source, config, rng, step, device, cache)
+            warm = step < config.curriculum_steps
+            batch = make_batch(model, source, config, rng, step, device, cache,
+                               whole_only=warm and config.curriculum_whole_only)
             embeddings = batch.embeddings
 
             def decode(coords: torch.Tensor, labels: torch.Tensor, mask_input: torch.Tensor | None,
@@ -494,7 +529,8 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
                        _emb: torch.Tensor = embeddings) -> tuple[torch.Tensor, torch.Tensor]:
                 return model.decode(_emb, coords, labels, mask_input, has_mask)
 
-            result = run_episode(decode, batch.targets, batch.valid_sizes, rng, rounds=plan_rounds(rng, config.rounds),
+            plan = plan_rounds(rng, config.curriculum_rounds if warm else config.rounds)
+            result = run_episode(decode, batch.targets, batch.valid_sizes, rng, rounds=plan,
                                  loss_size=config.loss_size, iou_weight=config.iou_loss_weight)
             optimizer.zero_grad(set_to_none=True)
             result.loss.backward()

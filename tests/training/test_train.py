@@ -128,3 +128,24 @@ def test_config_errors_and_schedule():
     assert lr_factor(10, 10, 100, 0.1) == pytest.approx(1.0)
     assert lr_factor(55, 10, 100, 0.1) == pytest.approx(0.55)
     assert lr_factor(100, 10, 100, 0.1) == pytest.approx(0.1)
+
+
+def test_curriculum_prompts_whole_objects_only_and_checks_rounds():
+    with pytest.raises(ValueError, match="curriculum_rounds"):
+        TrainConfig.from_dict(TINY | {"curriculum_steps": 5, "curriculum_rounds": 2})
+    config = TrainConfig.from_dict(TINY | {"curriculum_steps": 5, "curriculum_whole_only": True,
+                                           "objects_per_image": 6})
+    model = build(config)
+    source = TrainSource(config.data, model.config.image_size)
+    with torch.no_grad():
+        batch = make_batch(model, source, config, np.random.default_rng(0), 0, torch.device("cpu"), None,
+                           whole_only=True)
+    sample = source[batch.indices[0]]
+    wholes = sample.masks[sample.levels == 0]
+    assert wholes.shape[:1] != sample.masks.shape[:1]  # the scene has parts that must not be drawn
+    h, w = batch.valid_sizes[0]
+    areas = {int(m.sum()) for m in wholes}
+    for target in batch.targets[:, 0]:
+        assert target[h:].sum() == 0 and target[:, w:].sum() == 0
+        # the scene is already at the model's size: targets are the scene's masks unchanged
+        assert int(target.sum()) in areas
