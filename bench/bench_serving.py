@@ -94,12 +94,31 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def metric(url: str, name: str) -> float:
+def metric(url: str, name: str, labels: dict[str, str] | None = None) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
     with urllib.request.urlopen(url, timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
+                return float(sample.value)
     return 0.0
+
+
+def stage_means_ms(url: str) -> str:
+    """Mean time per Segment stage and per Triton decoder call, from the gateway's own metrics."""
+    parts = []
+    for stage in ("decode_prompt", "upsample", "encode_masks"):
+        labels = {"stage": stage}
+        count = metric(url, "sam_segment_stage_duration_seconds_count", labels)
+        total = metric(url, "sam_segment_stage_duration_seconds_sum", labels)
+        parts.append(f"{stage} {total / max(count, 1) * 1e3:.1f}")
+    labels = {"model": "sam_decoder", "outcome": "ok"}
+    count = metric(url, "sam_triton_request_duration_seconds_count", labels)
+    total = metric(url, "sam_triton_request_duration_seconds_sum", labels)
+    parts.append(f"(Triton decoder call {total / max(count, 1) * 1e3:.1f})")
+    return "mean ms: " + ", ".join(parts)
 
 
 class Gateway:
@@ -188,10 +207,13 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(
                 ("(a) Predictor.predict in process, p50 / p99", f"{local_p50:.2f} / {local_p99:.2f} ms", "1.00x")
             )
+            stages = {name: stage_means_ms(gateway.metrics_url) for name, gateway in
+                      (("gRPC gateway", plain), ("gRPC gateway, shared memory", shared))}  # fmt: skip
             for name, values in results.items():
                 p50, p99 = percentile(values, 50) * 1e3, percentile(values, 99) * 1e3
                 rows.append((f"(a) Segment over {name}, p50 / p99", f"{p50:.2f} / {p99:.2f} ms",
                              f"{p50 / local_p50:.2f}x (p99 {p99 / local_p99:.2f}x)"))  # fmt: skip
+                rows.append(("    where the gateway's time went", "", stages[name]))
 
             # (b) Repeat EmbedImage of a cached image vs its first encode.
             firsts = []

@@ -136,6 +136,7 @@ class GatewayServer:
         await self.grpc_server.start()
         if self.redis is not None:
             await self.redis.check_server()
+        log.info("waiting for triton at %s and its models; health NOT_SERVING until then", self.settings.triton_url)
         self._watch = asyncio.create_task(self._watch_backend(), name="watch-triton")
         log.info(
             "gateway serving",
@@ -192,6 +193,7 @@ class GatewayServer:
         release Triton (shared memory), Redis and the metrics endpoint."""
         await self.drain()
         await self.grpc_server.stop(grace)
+        self.service.close()
         await self.backend.close()
         if self.redis is not None:
             await self.redis.aclose()

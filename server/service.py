@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -53,6 +55,11 @@ IMAGE_ID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 UPSCALE_CHUNK_VALUES = 32 << 20
 #: Images larger than this are hashed in a worker thread rather than on the event loop.
 HASH_IN_THREAD_BYTES = 1 << 20
+#: Mask post-processing of at most this many output pixels (all masks of a call) runs on the event
+#: loop; more is split over worker threads.
+INLINE_POSTPROCESS_VALUES = 1 << 18
+#: Worker threads for mask post-processing (at most this many, and no more than the CPUs).
+MAX_POSTPROCESS_WORKERS = 8
 
 
 class MultimaskMode(StrEnum):
@@ -196,6 +203,16 @@ class SegmentationService:
         self.masks = MaskCache(settings.mask_cache_entries)
         self._observe_stage = observe_stage
         self._model_id: str | None = None
+        self._worker_count = max(1, min(MAX_POSTPROCESS_WORKERS, os.cpu_count() or 1))
+        self._workers: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            self._worker_count, thread_name_prefix="postprocess"
+        )
+
+    def close(self) -> None:
+        """Stop the worker threads (after the server stopped; later calls post-process inline)."""
+        workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.shutdown(wait=True)
 
     @contextmanager
     def _stage(self, name: str) -> Iterator[None]:
@@ -454,7 +471,7 @@ class SegmentationService:
         low_res_all = np.ascontiguousarray(np.concatenate(chosen_logits), dtype=np.float32)
         scores_all = np.concatenate(chosen_scores).astype(np.float32)
 
-        areas, boxes, payloads = await asyncio.to_thread(self._postprocess, low_res_all, record, info, encoding)
+        areas, boxes, payloads = await self._postprocess_all(low_res_all, record, info, encoding)
 
         results: list[list[MaskResult]] = []
         keep_ids = self.masks.max_entries > 0
@@ -480,10 +497,33 @@ class SegmentationService:
             results.append(masks)
         return results
 
+    async def _postprocess_all(
+        self, low_res: np.ndarray, record: ImageRecord, info: ModelInfo, encoding: MaskEncoding
+    ) -> tuple[np.ndarray, np.ndarray, list[codecs.Rle | bytes | np.ndarray]]:
+        """:meth:`_postprocess` of all K masks: inline when the job is small (a thread hand-off would
+        cost more than it saves), else split over the worker threads (numpy releases the GIL), so a
+        call's latency shrinks with the cores and the event loop stays free meanwhile."""
+        height, width = record.original_size
+        if len(low_res) * height * width <= INLINE_POSTPROCESS_VALUES or self._workers is None:
+            return self._postprocess(low_res, record, info, encoding)
+        loop = asyncio.get_running_loop()
+        parts = np.array_split(np.arange(len(low_res)), min(len(low_res), self._worker_count))
+        done = await asyncio.gather(
+            *(
+                loop.run_in_executor(
+                    self._workers, self._postprocess, low_res[p[0] : p[-1] + 1], record, info, encoding
+                )
+                for p in parts
+                if len(p)
+            )
+        )
+        payloads = [payload for _, _, part in done for payload in part]
+        return np.concatenate([a for a, _, _ in done]), np.concatenate([b for _, b, _ in done]), payloads
+
     def _postprocess(
         self, low_res: np.ndarray, record: ImageRecord, info: ModelInfo, encoding: MaskEncoding
     ) -> tuple[np.ndarray, np.ndarray, list[codecs.Rle | bytes | np.ndarray]]:
-        """Upscale ``[K, L, L]`` logits, threshold, measure and encode (runs in a worker thread)."""
+        """Upscale ``[K, L, L]`` logits, threshold, measure and encode."""
         height, width = record.original_size
         chunk = max(1, UPSCALE_CHUNK_VALUES // max(1, height * width))
         areas = np.zeros(len(low_res), np.int64)

@@ -281,3 +281,21 @@ async def test_a_changed_model_drops_the_cache(backend: FakeBackend, service: Se
     backend.model_info = model_info  # type: ignore[method-assign]
     assert (await service.model_info()).model_id == "fake@v2"
     assert len(service.embeddings) == 0
+
+
+async def test_large_jobs_split_over_worker_threads_give_the_same_masks(
+    service: SegmentationService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import server.service as module
+
+    record = await service.embed_image(ImageSource(png(scene(120, 200, seed=4))))
+    prompts = [_prompt((30 + 10 * i, 40, 1), field=f"prompt_sets[{i}]") for i in range(5)]
+    monkeypatch.setattr(module, "INLINE_POSTPROCESS_VALUES", 1 << 40)
+    inline = await service.segment(record, prompts, MultimaskMode.MULTI, MaskEncoding.RLE)
+    monkeypatch.setattr(module, "INLINE_POSTPROCESS_VALUES", 0)
+    threaded = await service.segment(record, prompts, MultimaskMode.MULTI, MaskEncoding.RLE)
+    assert [[(m.score, m.area_px, m.bbox, m.rle) for m in r] for r in inline] == [
+        [(m.score, m.area_px, m.bbox, m.rle) for m in r] for r in threaded
+    ]
+    service.close()  # afterwards everything runs inline
+    assert len(await service.segment(record, prompts, MultimaskMode.MULTI)) == 5
