@@ -72,7 +72,6 @@ def test_gateway_reaches_triton_over_shared_memory(compose: dict[str, Any]) -> N
     services = compose["services"]
     gateway, triton = services["gateway"], services["triton"]
     environment = {k: expand(str(v)) for k, v in gateway["environment"].items()}
-    environment.pop("SAM_REDIS_URL", None)  # not a gateway setting yet (server/settings.py)
     settings = Settings.from_args([], environ=environment)
     host, port = settings.triton_url.split(":")
     args = _triton_args(triton["command"])

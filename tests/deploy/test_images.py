@@ -176,6 +176,26 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of ``tree`` except those under ``if TYPE_CHECKING:`` (never executed at run time)."""
+    out: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
 def gateway_import_closure() -> tuple[set[str], set[str]]:
     """(local modules, third-party top-level names) reachable from every module under server/."""
     todo = [p for p in (REPO / "server").rglob("*.py")]
@@ -188,7 +208,7 @@ def gateway_import_closure() -> tuple[set[str], set[str]]:
             continue
         seen.add(path)
         local.add(".".join(path.relative_to(REPO).with_suffix("").parts))
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in _runtime_nodes(ast.parse(path.read_text())):
             names: list[str] = []
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]

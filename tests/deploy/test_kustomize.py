@@ -26,8 +26,6 @@ from tests.deploy.manifests import (
 # Oldest and newest Kubernetes the manifests are written for (native gRPC probes are GA in 1.27).
 K8S_VERSIONS = ("1.29.0", "1.37.0")
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
-# SAM_* variables set by the manifests before the gateway has the flag (server/settings.py).
-PENDING_SETTINGS = {"SAM_REDIS_URL"}
 ALL_VARIANTS = ("gpu", "cpu", GPU_REDIS)
 
 
@@ -152,15 +150,14 @@ def test_gateway_memory_holds_its_cache(objects: list[Obj]) -> None:
 
 
 def _gateway_settings(gateway: Obj) -> Settings:
-    env = {k: v for k, v in env_of(gateway).items() if k not in PENDING_SETTINGS}
-    return Settings.from_args([], environ=env)
+    return Settings.from_args([], environ=env_of(gateway))
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS)
 def test_gateway_environment_is_settings_the_gateway_accepts(rendered: dict[str, list[Obj]], variant: str) -> None:
     gateway = container(find(rendered[variant], "Deployment", "sam-gateway"), "gateway")
     fields = {"SAM_" + name.upper() for name in Settings.__dataclass_fields__}
-    unknown = {k for k in env_of(gateway) if k.startswith("SAM_")} - fields - PENDING_SETTINGS
+    unknown = {k for k in env_of(gateway) if k.startswith("SAM_")} - fields
     assert not unknown, f"{variant}: the gateway has no setting for {sorted(unknown)} (server/settings.py)"
     settings = _gateway_settings(gateway)  # exits (SystemExit) on a value the gateway rejects
     assert settings.host == "0.0.0.0"

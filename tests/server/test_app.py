@@ -208,6 +208,20 @@ def test_gateways_share_embeddings_through_redis(sam_service: Any, tmp_path: Any
             assert b.EmbedImage(pb.EmbedImageRequest(image=pb.Image(encoded=data))).cached
             assert inference_count(sam_service.triton_url, "sam_encoder") == encodes
             assert metric(_metrics(second.metrics_url), "sam_redis_cache_requests_total", {"result": "hit"}) >= 1
+
+            # Redis goes away mid-run: both replicas keep answering, from memory or from Triton.
+            redis.stop()
+            other = png(scene(80, 60, seed=81))
+            for replica, gateway in ((a, first), (b, second)):
+                reply = replica.Segment(pb.SegmentRequest(image_id=image_id, prompt_sets=[point_set((12, 9, FG))]))
+                assert len(reply.results[0].masks) == 3
+                fresh = replica.EmbedImage(pb.EmbedImageRequest(image=pb.Image(encoded=other)), timeout=60)
+                reply = replica.Segment(pb.SegmentRequest(image_id=fresh.image_id,
+                                                          prompt_sets=[point_set((5, 5, FG))]), timeout=60)
+                assert len(reply.results[0].masks) == 3
+                text = _metrics(gateway.metrics_url)
+                assert metric(text, "sam_redis_cache_requests_total", {"result": "error"}) + metric(
+                    text, "sam_redis_cache_requests_total", {"result": "bypassed"}) >= 1
     finally:
         for gateway in (first, second):
             if gateway is not None:
