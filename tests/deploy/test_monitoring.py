@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy.manifests import DEPLOY, REPO, Obj, find, labels_match, of_kind, run
+from tests.deploy.manifests import DEPLOY, Obj, find, labels_match, of_kind, run
 
 MONITORING = DEPLOY / "monitoring"
 RULES = MONITORING / "prometheus" / "rules.yaml"
