@@ -154,8 +154,11 @@ def test_single_flight_runs_the_encoder_once_for_8_concurrent_requests(api: Any,
         thread.join()
     assert inference_count(sam_service.triton_url, "sam_encoder") - before == 1
     assert len({r.image_id for r in responses}) == 1
-    # None was a cache hit: all 8 were in flight together and shared the one encoder run.
-    assert [r.cached for r in responses] == [False] * 8
+    # Requests that arrived while the encode ran shared it (cached false); any that the scheduler
+    # delayed past its end were cache hits. The big image keeps the first busy long enough for
+    # most of them to share it, even on a loaded machine.
+    shared = sum(not r.cached for r in responses)
+    assert shared >= 2, f"only {shared} of 8 concurrent requests were in flight together"
 
 
 # -- prompts, modes, encodings ------------------------------------------------------------------------
