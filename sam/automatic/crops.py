@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import torch
-from torch.nn import functional as F
+import numpy as np
 
 #: A mask box closer than this (pixels) to a crop edge that is not an image edge is cut off by the crop.
 CROP_EDGE_TOLERANCE_PX = 20.0
@@ -52,35 +51,35 @@ def generate_crop_boxes(image_size: tuple[int, int], n_layers: int,
     return boxes, layers
 
 
-def uncrop_boxes(boxes: torch.Tensor, crop_box: Sequence[int]) -> torch.Tensor:
+def uncrop_boxes(boxes: np.ndarray, crop_box: Sequence[int]) -> np.ndarray:
     """``Nx4`` XYXY boxes in crop pixels -> image pixels (same dtype)."""
     x0, y0 = int(crop_box[0]), int(crop_box[1])
-    return boxes + torch.tensor([[x0, y0, x0, y0]], dtype=boxes.dtype, device=boxes.device)
+    return boxes + np.array([[x0, y0, x0, y0]], dtype=boxes.dtype)
 
 
-def uncrop_points(points: torch.Tensor, crop_box: Sequence[int]) -> torch.Tensor:
+def uncrop_points(points: np.ndarray, crop_box: Sequence[int]) -> np.ndarray:
     """``Nx2`` ``(x, y)`` in crop pixels -> image pixels (same dtype)."""
     x0, y0 = int(crop_box[0]), int(crop_box[1])
-    return points + torch.tensor([[x0, y0]], dtype=points.dtype, device=points.device)
+    return points + np.array([[x0, y0]], dtype=points.dtype)
 
 
-def uncrop_masks(masks: torch.Tensor, crop_box: Sequence[int], image_size: tuple[int, int]) -> torch.Tensor:
-    """``NxhxW`` masks of a crop -> ``NxHxW`` masks of the image (zero outside the crop)."""
+def uncrop_masks(masks: np.ndarray, crop_box: Sequence[int], image_size: tuple[int, int]) -> np.ndarray:
+    """``Nxhxw`` masks of a crop -> ``NxHxW`` masks of the image (zero outside the crop)."""
     x0, y0, x1, y1 = (int(v) for v in crop_box)
     height, width = image_size
     if (x0, y0, x1, y1) == (0, 0, width, height):
         return masks
-    return F.pad(masks, (x0, width - x1, y0, height - y1), value=0)
+    return np.pad(masks, ((0, 0), (y0, height - y1), (x0, width - x1)))
 
 
-def is_box_near_crop_edge(boxes: torch.Tensor, crop_box: Sequence[int], image_box: Sequence[int],
-                          tolerance: float = CROP_EDGE_TOLERANCE_PX) -> torch.Tensor:
+def is_box_near_crop_edge(boxes: np.ndarray, crop_box: Sequence[int], image_box: Sequence[int],
+                          tolerance: float = CROP_EDGE_TOLERANCE_PX) -> np.ndarray:
     """``N`` bool: the ``Nx4`` XYXY box (crop pixels) lies within ``tolerance`` px of an edge of
     ``crop_box`` that is not also an edge of ``image_box`` (both XYXY image pixels), i.e. the mask
-    probably continues outside the crop."""
-    crop = torch.as_tensor(crop_box, dtype=torch.float32, device=boxes.device)
-    image = torch.as_tensor(image_box, dtype=torch.float32, device=boxes.device)
-    boxes = uncrop_boxes(boxes, crop_box).float()
-    near_crop = torch.isclose(boxes, crop[None, :], atol=tolerance, rtol=0)
-    near_image = torch.isclose(boxes, image[None, :], atol=tolerance, rtol=0)
-    return torch.any(near_crop & ~near_image, dim=1)
+    probably continues outside the crop. Compared in float32, as the reference does."""
+    crop = np.asarray(crop_box, dtype=np.float32)[None, :]
+    image = np.asarray(image_box, dtype=np.float32)[None, :]
+    boxes = uncrop_boxes(np.asarray(boxes), crop_box).astype(np.float32)
+    near_crop = np.abs(boxes - crop) <= np.float32(tolerance)
+    near_image = np.abs(boxes - image) <= np.float32(tolerance)
+    return np.any(near_crop & ~near_image, axis=1)

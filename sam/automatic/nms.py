@@ -1,4 +1,4 @@
-"""Greedy non-maximum suppression of XYXY boxes (torch; no torchvision).
+"""Greedy non-maximum suppression of XYXY boxes (numpy; no torchvision).
 
 The reference generator calls torchvision's ``batched_nms`` with one category. That function keeps
 the boxes of a greedy NMS whose order is a *stable* descending sort of the scores, and its IoU is
@@ -7,13 +7,13 @@ Above 1000 boxes on CPU it switches to a per-category implementation whose resul
 *unstable* descending sort of the kept boxes' scores (taken in index order): equal scores then come
 out in the order ``torch.sort`` happens to leave them. :func:`nms` is the greedy algorithm;
 :func:`nms_reference_order` additionally reproduces that switch, so that the generator's output
-order matches the reference's.
+order matches the reference's. Only that reordering needs torch (imported when it is called on
+more than 1000 boxes); the gateway uses :func:`nms`.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 #: torchvision's ``batched_nms`` on CPU takes its per-category path above this many boxes.
 REFERENCE_VANILLA_MIN_BOXES = 1001
@@ -21,21 +21,25 @@ REFERENCE_VANILLA_MIN_BOXES = 1001
 _BLOCK = 1024
 
 
-def pairwise_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box in ``a`` (``Nx4`` XYXY float32) with every box in ``b`` (``Mx4``) -> ``NxM``.
 
     Same float32 arithmetic as torchvision's CPU kernel; two zero-area boxes give NaN (0/0), which is
     never above a threshold.
     """
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    w = (torch.minimum(a[:, None, 2], b[None, :, 2]) - torch.maximum(a[:, None, 0], b[None, :, 0])).clamp(min=0)
-    h = (torch.minimum(a[:, None, 3], b[None, :, 3]) - torch.maximum(a[:, None, 1], b[None, :, 1])).clamp(min=0)
+    zero = np.float32(0)
+    w = np.maximum(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), zero)
+    h = np.maximum(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), zero)
     inter = w * h
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return inter / (area_a[:, None] + area_b[None, :] - inter)
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
     """Greedy NMS: visit boxes by descending score (stable: ties keep index order), keep a box unless
     its IoU with an already kept box is above ``iou_threshold``.
 
@@ -46,40 +50,45 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     Returns:
         int64 indices of the kept boxes, highest score first.
     """
+    boxes = np.asarray(boxes)
+    scores = np.asarray(scores)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"boxes must be Nx4 XYXY, got shape {tuple(boxes.shape)}")
     if scores.shape != boxes.shape[:1]:
         raise ValueError(f"scores must have shape ({boxes.shape[0]},), got {tuple(scores.shape)}")
     n = boxes.shape[0]
     if n == 0:
-        return torch.zeros(0, dtype=torch.int64)
-    order = torch.sort(scores, descending=True, stable=True).indices
-    ordered = boxes[order].to(torch.float32)
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(-scores, kind="stable").astype(np.int64)
+    ordered = boxes[order].astype(np.float32)
     suppressed = np.zeros(n, dtype=bool)
     kept: list[int] = []
     # Blocks of rows: the IoU of a block against all later boxes, then the sequential greedy pass.
     for start in range(0, n, _BLOCK):
         stop = min(start + _BLOCK, n)
         # torchvision compares the float32 IoU with the threshold as a double: so do we.
-        iou = pairwise_iou(ordered[start:stop], ordered[start:]).to(torch.float64)
-        over = (iou > iou_threshold).numpy()
+        over = pairwise_iou(ordered[start:stop], ordered[start:]).astype(np.float64) > iou_threshold
         for row in range(stop - start):
             i = start + row
             if suppressed[i]:
                 continue
             kept.append(i)
             suppressed[start:] |= over[row]
-    return order[torch.tensor(kept, dtype=torch.int64)]
+    return order[np.array(kept, dtype=np.int64)]
 
 
-def nms_reference_order(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+def nms_reference_order(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
     """:func:`nms`, with the result order of torchvision's CPU ``batched_nms`` (one category).
 
     Up to 1000 boxes that is :func:`nms`'s order. From 1001 boxes on, the kept indices are taken in
-    ascending order and reordered by ``torch.sort(scores[kept], descending=True)`` (not stable).
+    ascending order and reordered by ``torch.sort(scores[kept], descending=True)`` (not stable, so
+    it takes torch to reproduce; ``scores`` should be float32, as the reference's are).
     """
     keep = nms(boxes, scores, iou_threshold)
-    if boxes.shape[0] < REFERENCE_VANILLA_MIN_BOXES:
+    if np.asarray(boxes).shape[0] < REFERENCE_VANILLA_MIN_BOXES:
         return keep
-    keep = torch.sort(keep).values
-    return keep[scores[keep].sort(descending=True)[1]]
+    import torch  # the unstable sort's tie order is torch's own
+
+    keep = np.sort(keep)
+    kept_scores = torch.from_numpy(np.ascontiguousarray(np.asarray(scores)[keep]))
+    return keep[kept_scores.sort(descending=True)[1].numpy()]

@@ -1,4 +1,4 @@
-"""Column-wise storage of candidate masks while they are filtered."""
+"""Column-wise storage of candidate masks while they are filtered (numpy)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
+import numpy as np
 
 
 @dataclass
@@ -23,27 +23,28 @@ class MaskRecords:
     """
 
     rles: list[dict[str, Any]]
-    boxes: torch.Tensor
-    iou_predictions: torch.Tensor
-    points: torch.Tensor
-    stability_scores: torch.Tensor
-    crop_boxes: torch.Tensor
+    boxes: np.ndarray
+    iou_predictions: np.ndarray
+    points: np.ndarray
+    stability_scores: np.ndarray
+    crop_boxes: np.ndarray
 
     @classmethod
     def empty(cls) -> MaskRecords:
-        return cls(rles=[], boxes=torch.zeros((0, 4), dtype=torch.int64),
-                   iou_predictions=torch.zeros(0, dtype=torch.float32),
-                   points=torch.zeros((0, 2), dtype=torch.float64),
-                   stability_scores=torch.zeros(0, dtype=torch.float32),
-                   crop_boxes=torch.zeros((0, 4), dtype=torch.int64))
+        return cls(rles=[], boxes=np.zeros((0, 4), dtype=np.int64),
+                   iou_predictions=np.zeros(0, dtype=np.float32),
+                   points=np.zeros((0, 2), dtype=np.float64),
+                   stability_scores=np.zeros(0, dtype=np.float32),
+                   crop_boxes=np.zeros((0, 4), dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.rles)
 
-    def select(self, index: torch.Tensor) -> MaskRecords:
+    def select(self, index: np.ndarray) -> MaskRecords:
         """Rows ``index`` (int64 indices, in that order, or an ``N`` bool mask)."""
-        if index.dtype == torch.bool:
-            index = torch.nonzero(index).flatten()
+        index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
         rows = index.tolist()
         return MaskRecords(rles=[self.rles[i] for i in rows], boxes=self.boxes[index],
                            iou_predictions=self.iou_predictions[index], points=self.points[index],
@@ -58,8 +59,8 @@ class MaskRecords:
         if len(parts) == 1:
             return parts[0]
         return cls(rles=[rle for p in parts for rle in p.rles],
-                   boxes=torch.cat([p.boxes for p in parts]),
-                   iou_predictions=torch.cat([p.iou_predictions for p in parts]),
-                   points=torch.cat([p.points for p in parts]),
-                   stability_scores=torch.cat([p.stability_scores for p in parts]),
-                   crop_boxes=torch.cat([p.crop_boxes for p in parts]))
+                   boxes=np.concatenate([p.boxes for p in parts]),
+                   iou_predictions=np.concatenate([p.iou_predictions for p in parts]),
+                   points=np.concatenate([p.points for p in parts]),
+                   stability_scores=np.concatenate([p.stability_scores for p in parts]),
+                   crop_boxes=np.concatenate([p.crop_boxes for p in parts]))

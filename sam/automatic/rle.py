@@ -10,13 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from pycocotools import mask as mask_utils
 
 from sam.automatic.runs import ColumnRuns
 
 
-def masks_to_rles(masks: torch.Tensor) -> list[dict[str, Any]]:
+def masks_to_rles(masks: np.ndarray) -> list[dict[str, Any]]:
     """``NxHxW`` bool masks -> ``N`` uncompressed RLEs (counts as Python ints)."""
     return ColumnRuns.from_masks(masks).rles()
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 
 @dataclass(frozen=True)
@@ -35,15 +34,16 @@ class ColumnRuns:
     offsets: np.ndarray
 
     @classmethod
-    def from_masks(cls, masks: torch.Tensor) -> ColumnRuns:
-        """Scans ``NxHxW`` bool masks (crop pixels)."""
+    def from_masks(cls, masks: np.ndarray) -> ColumnRuns:
+        """Scans ``NxHxW`` bool masks (crop pixels; anything ``np.asarray`` takes)."""
+        masks = np.asarray(masks, dtype=bool)
         n, h, w = masks.shape
-        columns = masks.transpose(1, 2)  # N x w x h view: column-major order
-        change = torch.empty((n, w, h + 1), dtype=torch.bool)
+        columns = np.ascontiguousarray(masks.transpose(0, 2, 1))  # N x w x h: column-major order
+        change = np.empty((n, w, h + 1), dtype=bool)
         change[:, :, 0] = columns[:, :, 0]  # zero row above
         change[:, :, h] = columns[:, :, h - 1]  # zero row below
-        torch.ne(columns[:, :, 1:], columns[:, :, :-1], out=change[:, :, 1:h])
-        flat = _flat_nonzero(change.view(-1).numpy())
+        np.not_equal(columns[:, :, 1:], columns[:, :, :-1], out=change[:, :, 1:h])
+        flat = _flat_nonzero(change.reshape(-1))
         offsets = np.searchsorted(flat, np.arange(n + 1, dtype=np.int64) * (w * (h + 1)))
         # Integer division by a scalar is several times faster in int32 (numpy uses libdivide).
         small = np.int32 if n * w * (h + 1) < 2**31 else np.int64
@@ -53,7 +53,7 @@ class ColumnRuns:
         column = mask_column - (mask_column // small(w)) * small(w)
         return cls(shape=(n, h, w), column=column.astype(np.int64), row=row.astype(np.int64), offsets=offsets)
 
-    def boxes(self) -> torch.Tensor:
+    def boxes(self) -> np.ndarray:
         """``Nx4`` int64 XYXY boxes in crop pixels, inclusive ends; ``[0, 0, 0, 0]`` for empty masks."""
         n = self.shape[0]
         out = np.zeros((n, 4), dtype=np.int64)
@@ -64,7 +64,7 @@ class ColumnRuns:
             out[nonempty, 1] = np.minimum.reduceat(self.row, starts)
             out[nonempty, 2] = np.maximum.reduceat(self.column, starts)
             out[nonempty, 3] = np.maximum.reduceat(self.row, starts) - 1
-        return torch.from_numpy(out)
+        return out
 
     def rles(self, crop_box: Sequence[int] | None = None, image_size: tuple[int, int] | None = None,
              which: Sequence[int] | None = None) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
+import numpy as np
 import pytest
-import torch
 
 from sam.automatic.crops import generate_crop_boxes, is_box_near_crop_edge, uncrop_boxes, uncrop_masks, uncrop_points
 
@@ -36,11 +36,11 @@ def test_portrait_uses_the_short_side_for_overlap() -> None:
 
 def test_uncrop_boxes_points_masks() -> None:
     crop = [10, 20, 14, 23]
-    boxes = torch.tensor([[0, 0, 3, 2]])
+    boxes = np.array([[0, 0, 3, 2]])
     assert uncrop_boxes(boxes, crop).tolist() == [[10, 20, 13, 22]]
-    points = torch.tensor([[0.5, 1.5]], dtype=torch.float64)
+    points = np.array([[0.5, 1.5]], dtype=np.float64)
     assert uncrop_points(points, crop).tolist() == [[10.5, 21.5]]
-    masks = torch.ones((1, 3, 4), dtype=torch.bool)
+    masks = np.ones((1, 3, 4), dtype=bool)
     full = uncrop_masks(masks, crop, (30, 40))
     assert full.shape == (1, 30, 40)
     assert full.sum() == 12 and full[0, 20:23, 10:14].all()
@@ -56,10 +56,10 @@ def test_uncrop_boxes_points_masks() -> None:
 ])
 def test_near_crop_edge(box: list[int], near: bool) -> None:
     crop = [100, 0, 400, 300]  # crop pixels: 300 wide, 300 high; image 400 x 600
-    result = is_box_near_crop_edge(torch.tensor([box]), crop, [0, 0, 400, 600])
+    result = is_box_near_crop_edge(np.array([box]), crop, [0, 0, 400, 600])
     assert result.tolist() == [near]
 
 
 def test_whole_image_crop_never_cuts() -> None:
-    boxes = torch.tensor([[0, 0, 99, 49], [0, 0, 0, 0]])
+    boxes = np.array([[0, 0, 99, 49], [0, 0, 0, 0]])
     assert not is_box_near_crop_edge(boxes, [0, 0, 100, 50], [0, 0, 100, 50]).any()

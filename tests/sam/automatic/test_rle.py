@@ -1,5 +1,4 @@
 import numpy as np
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
@@ -32,7 +31,7 @@ def mask_batches(draw: st.DrawFn) -> np.ndarray:
 @settings(max_examples=200, deadline=None)
 @given(masks=mask_batches())
 def test_rle_round_trips_through_pycocotools(masks: np.ndarray) -> None:
-    rles = masks_to_rles(torch.from_numpy(masks))
+    rles = masks_to_rles(masks)
     for mask, rle in zip(masks, rles, strict=True):
         assert rle["size"] == list(mask.shape)
         assert all(isinstance(c, int) for c in rle["counts"])
@@ -57,16 +56,16 @@ def test_runs_place_crops_like_padding(masks: np.ndarray, data: st.DataObject) -
     height = y0 + h + data.draw(st.integers(0, 5))
     width = x0 + w + data.draw(st.integers(0, 5))
     crop = [x0, y0, x0 + w, y0 + h]
-    runs = ColumnRuns.from_masks(torch.from_numpy(masks))
-    padded = uncrop_masks(torch.from_numpy(masks), crop, (height, width)).numpy()
+    runs = ColumnRuns.from_masks(masks)
+    padded = uncrop_masks(masks, crop, (height, width))
     for mask, rle in zip(padded, runs.rles(crop, (height, width)), strict=True):
         np.testing.assert_array_equal(mask_utils.decode(mask_utils.frPyObjects(rle, height, width)).astype(bool), mask)
     assert runs.rles(crop, (height, width), which=[n - 1]) == runs.rles(crop, (height, width))[-1:]
-    assert torch.equal(runs.boxes(), masks_to_boxes(torch.from_numpy(masks)))
+    assert np.array_equal(runs.boxes(), masks_to_boxes(masks))
 
 
 def test_boxes_hand_example() -> None:
-    masks = torch.zeros((3, 5, 6), dtype=torch.bool)
+    masks = np.zeros((3, 5, 6), dtype=bool)
     masks[0, 1:3, 2:5] = True  # rows 1..2, columns 2..4
     masks[1, 4, 0] = True
     expected = [[2, 1, 4, 2], [0, 4, 0, 4], [0, 0, 0, 0]]
@@ -75,7 +74,7 @@ def test_boxes_hand_example() -> None:
 
 
 def test_rle_hand_example() -> None:
-    mask = torch.tensor([[1, 0, 0], [1, 1, 0]], dtype=torch.bool)  # column-major: 1 1 0 1 0 0
+    mask = np.array([[1, 0, 0], [1, 1, 0]], dtype=bool)  # column-major: 1 1 0 1 0 0
     assert masks_to_rles(mask[None]) == [{"size": [2, 3], "counts": [0, 2, 1, 1, 2]}]
 
 
