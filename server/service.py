@@ -23,18 +23,21 @@ mask ids in the bounded mask cache, and encoded (COCO RLE, PNG or the low-res lo
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
+from opentelemetry.trace import Span
+from opentelemetry.util.types import AttributeValue
 
 from sam.prompts import LABEL_BACKGROUND, LABEL_FOREGROUND, PromptSet, pack_prompt_set
 from sam.ranking import rank_order
@@ -45,6 +48,7 @@ from server.cache.embedding_cache import EmbeddingCache, EmbeddingKey, ImageEmbe
 from server.cache.mask_cache import MaskCache
 from server.cache.redis_cache import RedisEmbeddingCache
 from server.errors import FieldViolation, InvalidArgument, NotFound, Reason
+from server.observability.tracing import child_span, current_span_attributes
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -215,10 +219,18 @@ class SegmentationService:
             workers.shutdown(wait=True)
 
     @contextmanager
-    def _stage(self, name: str) -> Iterator[None]:
+    def _stage(
+        self, name: str, span_attributes: Mapping[str, AttributeValue] | None = None
+    ) -> Iterator[Span | None]:
+        """Times stage ``name`` for ``observe_stage``; with ``span_attributes`` it is also a child
+        span of that name (a no-op span unless the call is traced), yielded for more attributes."""
         start = time.perf_counter()
         try:
-            yield
+            if span_attributes is None:
+                yield None
+            else:
+                with child_span(name, span_attributes) as span:
+                    yield span
         finally:
             if self._observe_stage is not None:
                 self._observe_stage(name, time.perf_counter() - start)
@@ -241,13 +253,19 @@ class SegmentationService:
 
     def _decode_and_resize(self, source: ImageSource, image_size: int) -> tuple[np.ndarray, np.ndarray]:
         limits = {"max_pixels": self.settings.max_image_pixels, "max_bytes": self.settings.max_image_bytes}
-        with self._stage("decode_image"):
+        with self._stage("decode_image", {"sam.image.bytes": len(source.data)}) as span:
             if source.raw_size is None:
                 pixels = codecs.decode_image(source.data, field=source.field, **limits)
             else:
                 width, height = source.raw_size
                 pixels = codecs.decode_raw_rgb(source.data, width, height, field=source.field, **limits)
-            return pixels, resize_image(pixels, image_size)
+            resized = resize_image(pixels, image_size)
+            if span is not None and span.is_recording():
+                span.set_attributes({
+                    "sam.image.height_px": pixels.shape[0], "sam.image.width_px": pixels.shape[1],
+                    "sam.resized.height_px": resized.shape[0], "sam.resized.width_px": resized.shape[1],
+                })  # fmt: skip
+            return pixels, resized
 
     async def embed_image(self, source: ImageSource) -> ImageRecord:
         """The embedding of ``source``: from the cache, or decoded, resized and encoded once.
@@ -279,8 +297,16 @@ class SegmentationService:
             embedding, from_redis = await self.redis.fetch_or_compute(key, encode)
             return embedding
 
-        lookup = await self.embeddings.get_or_compute(key, compute)
-        return self._record(image_id, lookup.embedding, cached=lookup.cached or from_redis)
+        with child_span("embedding_cache.lookup", {"sam.model": info.model_id}) as span:
+            lookup = await self.embeddings.get_or_compute(key, compute)
+            cached = lookup.cached or from_redis
+            if span.is_recording():
+                source_name = "memory" if lookup.cached else "redis" if from_redis else "encoder"
+                span.set_attributes({"sam.cache.hit": cached, "sam.cache.source": source_name,
+                                     "sam.cache.single_flight_wait": lookup.joined})  # fmt: skip
+        record = self._record(image_id, lookup.embedding, cached=cached)
+        self._annotate(info, record)
+        return record
 
     async def lookup_image(self, image_id: str, field: str = "image_id") -> ImageRecord:
         """The cached embedding of ``image_id``.
@@ -292,11 +318,17 @@ class SegmentationService:
         check_image_id(image_id, field)
         info = await self.model_info()
         key = EmbeddingKey(info.model_id, image_id)
-        embedding = self.embeddings.get(key)
-        if embedding is None and self.redis is not None:
-            shared = await self.redis.get(key)
-            if shared is not None:
-                embedding = (await self.embeddings.get_or_compute(key, _returning(shared))).embedding
+        with child_span("embedding_cache.lookup", {"sam.model": info.model_id}) as span:
+            embedding = self.embeddings.get(key)
+            source_name = "memory"
+            if embedding is None and self.redis is not None:
+                shared = await self.redis.get(key)
+                if shared is not None:
+                    embedding = (await self.embeddings.get_or_compute(key, _returning(shared))).embedding
+                    source_name = "redis"
+            span.set_attribute("sam.cache.hit", embedding is not None)
+            if embedding is not None:
+                span.set_attribute("sam.cache.source", source_name)
         if embedding is None:
             raise NotFound(
                 f"image {image_id} is not cached on this server (never sent, evicted, or deleted); "
@@ -304,7 +336,9 @@ class SegmentationService:
                 Reason.EMBEDDING_NOT_FOUND,
                 metadata={"image_id": image_id},
             )
-        return self._record(image_id, embedding, cached=True)
+        record = self._record(image_id, embedding, cached=True)
+        self._annotate(info, record)
+        return record
 
     async def delete_image(self, image_id: str, field: str = "image_id") -> bool:
         """Drop ``image_id``'s embedding; True if it was cached here (or in Redis)."""
@@ -319,6 +353,14 @@ class SegmentationService:
     @staticmethod
     def _record(image_id: str, embedding: ImageEmbedding, *, cached: bool) -> ImageRecord:
         return ImageRecord(image_id, embedding.original_size, embedding.input_size, cached, embedding.array)
+
+    @staticmethod
+    def _annotate(info: ModelInfo, record: ImageRecord) -> None:
+        """Model, image size and cache hit on the call's span (when traced)."""
+        current_span_attributes({
+            "sam.model": info.model_id, "sam.image.height_px": record.original_size[0],
+            "sam.image.width_px": record.original_size[1], "sam.cache.hit": record.cached,
+        })  # fmt: skip
 
     # -- prompts ----------------------------------------------------------------------------------------
 
@@ -420,6 +462,8 @@ class SegmentationService:
             if prompt.num_points == 0 and prompt.box is None:
                 raise _invalid_prompt("a prompt set needs at least one point or a box", prompt.field)
         info = await self.model_info()
+        current_span_attributes({"sam.prompt_sets": len(prompts), "sam.multimask_mode": mode.value,
+                                 "sam.mask_encoding": encoding.value})  # fmt: skip
         self._check_geometry(prompts, record.original_size)
         mask_inputs = self._mask_inputs(prompts, info, record.image_id)
 
@@ -508,10 +552,12 @@ class SegmentationService:
             return self._postprocess(low_res, record, info, encoding)
         loop = asyncio.get_running_loop()
         parts = np.array_split(np.arange(len(low_res)), min(len(low_res), self._worker_count))
+        # Each worker runs in a copy of this context, so its spans hang under the call's span.
         done = await asyncio.gather(
             *(
                 loop.run_in_executor(
-                    self._workers, self._postprocess, low_res[p[0] : p[-1] + 1], record, info, encoding
+                    self._workers, contextvars.copy_context().run, self._postprocess, low_res[p[0] : p[-1] + 1],
+                    record, info, encoding,
                 )
                 for p in parts
                 if len(p)
@@ -531,12 +577,12 @@ class SegmentationService:
         payloads: list[codecs.Rle | bytes | np.ndarray] = []
         for start in range(0, len(low_res), chunk):
             part = low_res[start : start + chunk]
-            with self._stage("upsample"):
+            with self._stage("upsample", {"sam.masks": len(part)}):
                 logits = upscale_logits(part, record.input_size, record.original_size, info.image_size)
                 masks = logits > info.mask_threshold
                 areas[start : start + len(part)] = masks.sum(axis=(1, 2))
                 boxes[start : start + len(part)] = mask_boxes(masks)
-            with self._stage("encode_masks"):
+            with self._stage("encode_masks", {"sam.masks": len(part), "sam.mask_encoding": encoding.value}):
                 if encoding == MaskEncoding.RLE:
                     payloads.extend(codecs.encode_rle(masks))
                 elif encoding == MaskEncoding.PNG:

@@ -41,11 +41,14 @@ import grpc
 import numpy as np
 import tritonclient.grpc.aio as triton_aio
 import tritonclient.utils.shared_memory as shm
+from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from sam.config import SamConfig
 from server.errors import DeadlineExceeded, Internal, InvalidArgument, Reason, ServiceError, Unavailable
+from server.observability.tracing import child_span
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +315,9 @@ class TritonClient:
         max_message_bytes: gRPC send/receive limit of the channel.
         use_shared_memory: pass embeddings through system shared memory (see the module docstring).
         observe: called after every inference as ``observe(model, ok, seconds)`` (metrics).
-        headers: returns extra request metadata for each call (e.g. the W3C ``traceparent``).
+        headers: returns extra request metadata for each call (e.g. the W3C ``traceparent``); it is
+            called inside the call's ``triton.infer`` client span (a child of the current span when
+            that one records), so the ``traceparent`` names that span.
     """
 
     def __init__(
@@ -403,24 +408,35 @@ class TritonClient:
 
     # -- inference ------------------------------------------------------------------------------------
 
-    async def _infer(self, model: str, inputs: list[InferInput], outputs: list[InferRequestedOutput]) -> Any:
-        headers = self._headers() if self._headers is not None else None
-        start = time.perf_counter()
-        ok = False
-        try:
-            result = await self._client.infer(
-                model,
-                inputs,
-                model_version=self.model_version,
-                outputs=outputs,
-                client_timeout=self.timeout_s,
-                headers=headers,
-            )
-            ok = True
-            return result
-        finally:
-            if self._observe is not None:
-                self._observe(model, ok, time.perf_counter() - start)
+    async def _infer(
+        self,
+        model: str,
+        inputs: list[InferInput],
+        outputs: list[InferRequestedOutput],
+        attributes: Mapping[str, AttributeValue],
+    ) -> Any:
+        """One inference call: a client span (``attributes`` added), the headers, the metrics."""
+        with child_span(
+            "triton.infer", {"triton.model": model, "triton.model_version": self.model_version, **attributes},
+            kind=SpanKind.CLIENT,
+        ):  # fmt: skip
+            headers = self._headers() if self._headers is not None else None
+            start = time.perf_counter()
+            ok = False
+            try:
+                result = await self._client.infer(
+                    model,
+                    inputs,
+                    model_version=self.model_version,
+                    outputs=outputs,
+                    client_timeout=self.timeout_s,
+                    headers=headers,
+                )
+                ok = True
+                return result
+            finally:
+                if self._observe is not None:
+                    self._observe(model, ok, time.perf_counter() - start)
 
     async def _shared_pool(self) -> SharedMemoryPool | None:
         if not self.use_shared_memory:
@@ -476,7 +492,9 @@ class TritonClient:
             output = InferRequestedOutput(ENCODER_OUTPUT)
             if region is not None:
                 output.set_shared_memory(region.name, region.byte_size)
-            result = await self._infer(self.encoder_model, [tensor], [output])
+            attributes = {"sam.resized.height_px": image.shape[0], "sam.resized.width_px": image.shape[1],
+                          "triton.shared_memory": region is not None}  # fmt: skip
+            result = await self._infer(self.encoder_model, [tensor], [output], attributes)
             if region is None:
                 array = result.as_numpy(ENCODER_OUTPUT)
             else:
@@ -531,12 +549,15 @@ class TritonClient:
 
         async def run(region: _Region | None) -> tuple[np.ndarray, np.ndarray]:
             tensor = InferInput(DECODER_INPUTS[0], list(embedding.shape), "FP32")
-            if region is None or embedding.nbytes > region.byte_size:
+            shared = region is not None and embedding.nbytes <= region.byte_size
+            if region is None or not shared:
                 tensor.set_data_from_numpy(embedding)
             else:
                 shm.set_shared_memory_region(region.handle, [embedding])
                 tensor.set_shared_memory(region.name, embedding.nbytes)
-            result = await self._infer(self.decoder_model, [tensor, *prompt_tensors], outputs)
+            attributes = {"sam.prompt_sets": int(point_coords.shape[0]),
+                          "sam.points_per_set": int(point_coords.shape[1]), "triton.shared_memory": shared}  # fmt: skip
+            result = await self._infer(self.decoder_model, [tensor, *prompt_tensors], outputs, attributes)
             low_res, iou = (result.as_numpy(name) for name in DECODER_OUTPUTS)
             batch = point_coords.shape[0]
             if low_res is None or iou is None or low_res.shape[:2] != (batch, 4) or iou.shape != (batch, 4):

@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
-from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from server.observability.metrics import Metrics
@@ -101,10 +100,3 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
                 response_serializer=handler.response_serializer)
         return handler
 
-
-def current_span_attributes(**attributes: Any) -> None:
-    """Adds attributes (model, image size, prompt count, cache hit...) to the current span."""
-    span = trace.get_current_span()
-    if span.is_recording():
-        for key, value in attributes.items():
-            span.set_attribute(key, value)

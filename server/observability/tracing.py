@@ -3,17 +3,40 @@
 ``OTEL_TRACES_EXPORTER`` = ``otlp`` (OTLP/gRPC to ``OTEL_EXPORTER_OTLP_ENDPOINT``) or ``console``
 turns it on; unset or ``none`` leaves the API's no-op tracer (nearly free). ``OTEL_SERVICE_NAME``
 names the service (default ``sam-gateway``). Read once at start, never on the request path.
+
+Spans of a call (the interceptor opens the server span; the core and the Triton client open the
+children with :func:`child_span`)::
+
+    segmentanything.v1.SegmentAnythingService/Segment     SERVER  sam.model, sam.image.*, sam.prompt_sets, sam.cache.hit
+    ├── embedding_cache.lookup                                    sam.cache.hit, sam.cache.source
+    │   ├── decode_image          (miss only)                     sam.image.bytes, sam.image.*_px, sam.resized.*_px
+    │   └── triton.infer          (miss only)             CLIENT  triton.model=sam_encoder
+    ├── triton.infer              (one per prompt length) CLIENT  triton.model=sam_decoder, sam.prompt_sets
+    ├── upsample                  (per chunk of masks)            sam.masks
+    └── encode_masks              (per chunk of masks)            sam.masks, sam.mask_encoding
+
+``triton.infer`` sends its own span as the W3C ``traceparent``, so Triton's spans (when Triton
+traces in ``opentelemetry`` mode) hang under it. Child spans are only made while the current span
+records: with tracing off (or a caller's unsampled trace) :func:`child_span` costs one check and
+returns a shared no-op span.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from typing import Any
 
 from opentelemetry import propagate, trace
-from opentelemetry.trace import Tracer
+from opentelemetry.trace import Span, SpanKind, Tracer
+from opentelemetry.util.types import AttributeValue
 
 TRACER_NAME = "sam.gateway"
+#: A proxy: it follows a tracer provider installed after import (by :func:`configure_tracing` or a test).
+_TRACER = trace.get_tracer(TRACER_NAME)
+_NO_SPAN: AbstractContextManager[Span] = contextlib.nullcontext(trace.INVALID_SPAN)
 
 
 def configure_tracing(environ: Mapping[str, str] | None = None) -> bool:
@@ -42,7 +65,28 @@ def configure_tracing(environ: Mapping[str, str] | None = None) -> bool:
 
 
 def tracer() -> Tracer:
-    return trace.get_tracer(TRACER_NAME)
+    return _TRACER
+
+
+def child_span(
+    name: str, attributes: Mapping[str, AttributeValue] | None = None, kind: SpanKind = SpanKind.INTERNAL
+) -> AbstractContextManager[Span]:
+    """``with child_span(name, attributes) as span:`` a span under the current one, made current.
+
+    When the current span does not record (tracing off, no RPC span, or an unsampled trace) this
+    is one check, and ``span`` is a shared no-op span whose ``set_attribute`` does nothing. An
+    exception leaving the block is recorded on the span and marks it as an error.
+    """
+    if not trace.get_current_span().is_recording():
+        return _NO_SPAN
+    return _TRACER.start_as_current_span(name, kind=kind, attributes=attributes)
+
+
+def current_span_attributes(attributes: Mapping[str, Any]) -> None:
+    """Adds attributes (model, image size, prompt count, cache hit...) to the current span, if it records."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes(attributes)
 
 
 def outgoing_headers() -> dict[str, str]:
