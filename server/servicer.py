@@ -10,6 +10,7 @@ into the call's status. Field paths in violations use the proto field names, e.g
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -20,7 +21,8 @@ import numpy as np
 from segmentanything.v1 import segment_anything_pb2 as pb
 from segmentanything.v1 import segment_anything_pb2_grpc as pb_grpc
 from server import codecs
-from server.errors import FieldViolation, InvalidArgument, NotFound, Reason, ResourceExhausted, Unimplemented
+from server.errors import FieldViolation, InvalidArgument, NotFound, Reason, ResourceExhausted
+from server.generation import GeneratedMask, GenerationParams, MaskBatch, MaskGeneration
 from server.service import (
     ImageRecord,
     ImageSource,
@@ -192,6 +194,22 @@ def mask_message(result: MaskResult, original_size: tuple[int, int]) -> pb.Mask:
     return message
 
 
+def generation_params(request: pb.GenerateMasksRequest) -> GenerationParams:
+    """The request's generator parameters; unset (``optional``) fields keep the reference defaults."""
+    given = {f.name: getattr(request, f.name) for f in dataclasses.fields(GenerationParams) if request.HasField(f.name)}
+    return GenerationParams(**given)
+
+
+def generated_mask_message(result: GeneratedMask, original_size: tuple[int, int]) -> pb.GeneratedMask:
+    x0, y0, x1, y1 = result.crop_box
+    return pb.GeneratedMask(
+        mask=mask_message(result.mask, original_size),
+        stability_score=result.stability_score,
+        input_point=pb.Point(x=result.point[0], y=result.point[1], label=pb.Point.FOREGROUND),
+        crop_box=pb.Box(x_min=x0, y_min=y0, x_max=x1, y_max=y1),
+    )
+
+
 def _size(size: tuple[int, int]) -> pb.ImageSize:
     return pb.ImageSize(height_px=size[0], width_px=size[1])
 
@@ -202,6 +220,7 @@ class SegmentAnythingServicer(pb_grpc.SegmentAnythingServiceServicer):
     def __init__(self, service: SegmentationService, settings: Settings) -> None:
         self.service = service
         self.settings = settings
+        self.generation = MaskGeneration(service, settings)
 
     async def EmbedImage(  # noqa: N802
         self, request: pb.EmbedImageRequest, context: grpc.aio.ServicerContext
@@ -238,7 +257,7 @@ class SegmentAnythingServicer(pb_grpc.SegmentAnythingServiceServicer):
             ],
         )
 
-    async def _image(self, request: pb.SegmentRequest) -> ImageRecord:
+    async def _image(self, request: pb.SegmentRequest | pb.GenerateMasksRequest) -> ImageRecord:
         which = request.WhichOneof("image_source")
         if which == "image_id":
             return await self.service.lookup_image(request.image_id, "image_id")
@@ -276,5 +295,21 @@ class SegmentAnythingServicer(pb_grpc.SegmentAnythingServiceServicer):
     async def GenerateMasks(  # noqa: N802
         self, request: pb.GenerateMasksRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateMasksResponse]:
-        raise Unimplemented("GenerateMasks is reserved for a later version of this server; use Segment")
-        yield  # pragma: no cover - makes this an async generator, as a streaming handler is
+        encoding = _enum(request.mask_encoding, _ENCODINGS, "mask_encoding", "RLE, PNG")
+        if encoding == MaskEncoding.LOW_RES_LOGITS:
+            description = "GenerateMasks returns masks as RLE or PNG; LOW_RES_LOGITS is only for Segment"
+            raise InvalidArgument(description, field_violations=[FieldViolation("mask_encoding", description)])
+        params = generation_params(request)
+        known = request.WhichOneof("image_source") == "image_id"
+        grids = self.generation.check(params, image_known=known)
+        record = await self._image(request)
+        source = None if known else image_source(request.image, "image")
+        async for event in self.generation.generate(record, source, params, grids, encoding):
+            if isinstance(event, MaskBatch):
+                yield pb.GenerateMasksResponse(
+                    masks=[generated_mask_message(m, record.original_size) for m in event.masks],
+                    points_done=event.progress.points_done,
+                    points_total=event.progress.points_total,
+                )
+            else:
+                yield pb.GenerateMasksResponse(points_done=event.points_done, points_total=event.points_total)

@@ -133,6 +133,18 @@ class Settings:
     )
     max_prompt_sets: int = _setting(64, "Most prompt sets one Segment call may carry.", metavar="N")
     max_points_per_set: int = _setting(64, "Most points one prompt set may carry.", metavar="N")
+    max_generate_points_per_side: int = _setting(
+        64,
+        "Largest GenerateMasks points_per_side (a points_per_side^2 grid of decoder prompts per crop); "
+        "larger is INVALID_ARGUMENT.",
+        metavar="N",
+    )
+    max_generate_crop_layers: int = _setting(
+        2,
+        "Largest GenerateMasks crop_n_layers (layer i adds 4^i crops, each one more encoder run); "
+        "larger is INVALID_ARGUMENT.",
+        metavar="N",
+    )
     redis_url: str = _setting(
         "",
         "Redis URL of the optional embedding cache shared by all gateway replicas "
@@ -168,10 +180,16 @@ class Settings:
         for name in ("triton_timeout_s", "grace_period_s", "health_poll_interval_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{_flag(name)} must be positive seconds, got {getattr(self, name)}")
-        for name in ("cache_capacity_bytes", "mask_cache_entries"):
+        for name in ("cache_capacity_bytes", "mask_cache_entries", "max_generate_crop_layers"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
-        for name in ("max_image_pixels", "max_image_bytes", "max_prompt_sets", "max_points_per_set"):
+        for name in (
+            "max_image_pixels",
+            "max_image_bytes",
+            "max_prompt_sets",
+            "max_points_per_set",
+            "max_generate_points_per_side",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{_flag(name)} must be positive, got {getattr(self, name)}")
         if self.max_message_bytes <= self.max_image_bytes:

@@ -97,8 +97,11 @@ class SegmentAnythingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GenerateMasks(self, request, context):
-        """Reserved for a later version (answers UNIMPLEMENTED until then): segments everything in the
-        image from a grid of point prompts, streaming progress and then the masks.
+        """Segments everything in the image, as SAM's automatic mask generator does: a grid of single-point
+        prompts, the confident and stable masks, duplicates removed. Streams progress while the grid is
+        decoded, then the masks. Uses the cached embedding when the image is named by `image_id`.
+        Same parameters, defaults and mask order as the reference generator (and `sam.MaskGenerator`).
+        Cancelling the call stops the work.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -481,10 +481,3 @@ def test_a_mask_of_another_image_is_not_a_valid_prompt(api: Any, image_id: str) 
     details = error_details(caught.value)
     assert (details.code, details.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PROMPT")
     assert list(details.fields) == ["prompt_sets[0].mask.mask_id"]
-
-
-def test_generate_masks_is_unimplemented_for_now(api: Any) -> None:
-    with pytest.raises(grpc.RpcError) as caught:
-        list(api.GenerateMasks(pb.GenerateMasksRequest(image_id="0" * 64)))
-    details = error_details(caught.value)
-    assert (details.code, details.reason) == (grpc.StatusCode.UNIMPLEMENTED, "UNIMPLEMENTED")
