@@ -25,7 +25,6 @@ from sam_client import (
     Point,
     PromptSet,
     SamClient,
-    UnimplementedError,
     image_id,
 )
 
@@ -80,10 +79,31 @@ def test_health_and_model_info(client: SamClient) -> None:
     assert len(info.embedding_shape) == 3 and info.low_res_mask_size_px == 4 * info.embedding_shape[-1]
 
 
-def test_generate_is_reported_as_unimplemented(client: SamClient, image_file: Path) -> None:
-    with pytest.raises(UnimplementedError) as caught:
-        list(client.generate(image_file))
-    assert caught.value.code == grpc.StatusCode.UNIMPLEMENTED
+GENERATE_ALL = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": 1.0}
+
+
+def test_generate_streams_progress_then_masks(client: SamClient, image_file: Path) -> None:
+    messages = list(client.generate(image_file, points_per_batch=5, **GENERATE_ALL))
+    progress = [(done, total) for done, total, masks in messages if not masks]
+    assert progress == [(5, 16), (10, 16), (15, 16), (16, 16)]
+    masks = [m for _, _, batch in messages for m in batch]
+    assert len(masks) == 16 * 3  # nothing filtered
+    scores = [g.mask.score for g in masks]
+    assert scores == sorted(scores, reverse=True)
+    for g in masks:
+        assert g.mask.mask is not None and g.mask.mask.shape == (HEIGHT, WIDTH)
+        assert int(g.mask.mask.sum()) == g.mask.area_px and g.mask.rle_counts
+        assert g.input_point.foreground and g.crop_box.as_tuple() == (0, 0, WIDTH, HEIGHT)
+    by_id = [m for _, _, batch in client.generate(image_id=client.embed(image_file).image_id, encoding="png",
+                                                  **GENERATE_ALL) for m in batch]  # fmt: skip
+    # Another decoder batch size (64 vs 5 points) rounds the decoder's float32 arithmetic differently.
+    assert [g.mask.score for g in by_id] == pytest.approx(scores, abs=1e-6) and all(g.mask.png for g in by_id)
+
+
+def test_generate_bad_parameter_names_the_field(client: SamClient, image_file: Path) -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        list(client.generate(image_file, points_per_side=1000))
+    assert "points_per_side" in str(caught.value)
 
 
 def test_embed_returns_the_locally_computed_id_and_caches(client: SamClient, image_file: Path) -> None:
@@ -280,10 +300,43 @@ def test_cli_server_errors_exit_1_with_the_field(address: str, image_file: Path,
     assert out.returncode == 1 and "--mask-id" in out.stderr
 
 
-def test_cli_generate_says_the_server_lacks_it(address: str, image_file: Path, tmp_path: Path) -> None:
-    out = run_cli(address, "generate", str(image_file), "--out", str(tmp_path))
-    assert out.returncode == 1
-    assert "does not offer automatic mask generation" in out.stderr
+def test_cli_generate_writes_sa1b_json_and_an_overlay(address: str, image_file: Path, tmp_path: Path) -> None:
+    flags = ["--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0",
+             "--box-nms-thresh", "1.0", "--points-per-batch", "8"]  # fmt: skip
+    out = run_cli(address, "generate", str(image_file), *flags, "--out", str(tmp_path / "o"))
+    assert out.returncode == 0, out.stderr
+    assert "scene.png: 8/16 points" in out.stderr and "scene.png: 16/16 points" in out.stderr  # progress
+    record = json.loads((tmp_path / "o" / "scene.json").read_text())
+    assert record["image"] == {"file_name": "scene.png", "image_id": image_id(image_file.read_bytes()),
+                               "height": HEIGHT, "width": WIDTH}  # fmt: skip
+    annotations = record["annotations"]
+    assert len(annotations) == 48
+    keys = {"id", "segmentation", "area", "bbox", "predicted_iou", "point_coords", "stability_score", "crop_box"}
+    for a in annotations:
+        assert set(a) == keys
+        rle = {"size": a["segmentation"]["size"], "counts": a["segmentation"]["counts"].encode("ascii")}
+        mask = coco.decode(rle).astype(bool)
+        assert mask.shape == (HEIGHT, WIDTH) and int(mask.sum()) == a["area"]
+        ys, xs = np.nonzero(mask)
+        assert a["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min(), ys.max() - ys.min()]
+        assert a["crop_box"] == [0, 0, WIDTH, HEIGHT] and len(a["point_coords"]) == 1
+    overlay = np.asarray(Image.open(tmp_path / "o" / "scene_overlay.png").convert("RGB"))
+    assert overlay.shape == (HEIGHT, WIDTH, 3) and not np.array_equal(overlay, scene())
+
+
+def test_cli_generate_a_folder_and_report_bad_parameters(address: str, tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(2):
+        (folder / f"img{i}.png").write_bytes(png_bytes(scene(seed=i)))
+    out = run_cli(address, "generate", str(folder), "--points-per-side", "2", "--no-overlay", "--json",
+                  "--out", str(tmp_path / "o"))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert [Path(d["json"]).name for d in summary["images"]] == ["img0.json", "img1.json"]
+    assert not list((tmp_path / "o").glob("*_overlay.png"))
+    bad = run_cli(address, "generate", str(folder / "img0.png"), "--points-per-side", "1000")
+    assert bad.returncode == 1 and "points_per_side" in bad.stderr and "limit" in bad.stderr
 
 
 # -- a fresh virtual environment with only the client -----------------------------------------------

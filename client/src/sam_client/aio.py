@@ -204,7 +204,11 @@ class AsyncSamClient:
             stream = self._calls["GenerateMasks"](
                 request, timeout=self.timeout_s if timeout_s is None else timeout_s, metadata=self._metadata
             )
-            async for message in stream:
-                yield message.points_done, message.points_total, [_core.parse_generated(m, 0, 0) for m in message.masks]
+            try:
+                async for message in stream:
+                    masks = [_core.parse_generated(m, 0, 0) for m in message.masks]
+                    yield message.points_done, message.points_total, masks
+            finally:
+                stream.cancel()  # a no-op once finished; stops the server's work when the caller stops early
         except grpc.RpcError as rpc_error:
             raise from_rpc_error(rpc_error) from None

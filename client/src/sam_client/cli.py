@@ -18,8 +18,8 @@ from sam_client.client import SamClient
 from sam_client.errors import DeadlineExceededError, SamError, UnavailableError, UnimplementedError
 from sam_client.images import load_rgb, prepare_image
 from sam_client.masks import encode_png
-from sam_client.overlay import draw_overlay
-from sam_client.types import Box, Mask, Point
+from sam_client.overlay import distinct_colours, draw_overlay
+from sam_client.types import Box, GeneratedMask, Mask, Point
 
 EXIT_OK = 0
 EXIT_SERVER_ERROR = 1
@@ -50,6 +50,7 @@ examples:
   sam-client segment photo.jpg --point 320,240 --out masks/
   sam-client segment photo.jpg --box 10,20,300,400 --point 150,200,0 --mode single --json
   sam-client segment photos/ --point 0.5,0.5 --relative --format rle --out masks/
+  sam-client generate photo.jpg --points-per-side 16 --out out/
 """
 
 SEGMENT_EXAMPLES = """\
@@ -224,19 +225,48 @@ def build_parser() -> argparse.ArgumentParser:
     generate = sub.add_parser(
         "generate",
         parents=[common],
-        help="segment everything automatically (needs a server with GenerateMasks)",
-        description="Automatic mask generation (GenerateMasks). Servers of this API version may not offer it "
-        "yet; then this says so and exits 1.",
-        epilog="examples:\n  sam-client generate photo.jpg --out out/\n\n" + EXIT_CODES_HELP,
+        help="segment everything automatically (GenerateMasks): SA-1B style JSON + overlay per image",
+        description="Automatic mask generation (GenerateMasks): a grid of point prompts, the confident and "
+        "stable masks, duplicates removed. For each image writes OUT/NAME.json (SA-1B style: "
+        '{"image": {...}, "annotations": [...]} with COCO RLE segmentations, area, bbox XYWH, '
+        "predicted_iou, point_coords, stability_score, crop_box) and OUT/NAME_overlay.png (each mask in its "
+        "own colour). A progress bar goes to stderr. Unset parameters take the server's defaults, which are "
+        "the reference generator's.",
+        epilog=GENERATE_EXAMPLES + "\n" + EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    generate.add_argument("image", metavar="IMAGE", help="an image file")
-    generate.add_argument("--points-per-side", type=int, metavar="N", help="grid points per side (server default 32)")
+    generate.add_argument("image", metavar="IMAGE", help="an image file (PNG, JPEG, WebP) or a folder of images")
+    for flag, kind, help_text in GENERATE_PARAMETERS:
+        generate.add_argument(flag, type=kind, metavar="N" if kind is int else "X", help=help_text)
     generate.add_argument("--out", default="sam_out", metavar="DIR", help="output folder (default: %(default)s)")
+    generate.add_argument("--no-overlay", action="store_true", help="do not write NAME_overlay.png")
     return parser
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+
+GENERATE_EXAMPLES = """\
+examples:
+  sam-client generate photo.jpg --out out/             # out/photo.json, out/photo_overlay.png
+  sam-client generate photos/ --points-per-side 16 --pred-iou-thresh 0.8 --out out/
+  sam-client generate photo.jpg --crop-n-layers 1 --min-mask-region-area 100
+"""
+
+#: ``sam-client generate`` flags: GenerateMasksRequest fields (flag name = field name with dashes).
+GENERATE_PARAMETERS: tuple[tuple[str, type, str], ...] = (
+    ("--points-per-side", int, "grid points per side (default 32)"),
+    ("--points-per-batch", int, "grid points per decoder batch; progress steps (default 64)"),
+    ("--pred-iou-thresh", float, "keep masks with predicted IoU above this (default 0.88)"),
+    ("--stability-score-thresh", float, "keep masks with stability score at least this (default 0.95)"),
+    ("--stability-score-offset", float, "logit offset of the stability score (default 1.0)"),
+    ("--box-nms-thresh", float, "box IoU above which duplicates are dropped within a crop (default 0.7)"),
+    ("--crop-n-layers", int, "layers of zoomed-in crops to also run on (default 0)"),
+    ("--crop-nms-thresh", float, "box IoU threshold across crops (default 0.7)"),
+    ("--crop-overlap-ratio", float, "crop overlap, fraction of the short image side (default 512/1500)"),
+    ("--crop-n-points-downscale-factor", int, "crop layer i uses points-per-side / factor^i (default 1)"),
+    ("--min-mask-region-area", int, "remove islands and holes smaller than this many pixels (default 0)"),
+)
 
 
 def _client(args: argparse.Namespace) -> SamClient:
@@ -506,38 +536,117 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _PointProgress:
+    """GenerateMasks progress on stderr: a redrawn bar on a terminal, else a line per update."""
+
+    def __init__(self, name: str, stream: TextIO) -> None:
+        self.name = name
+        self.stream = stream
+        self.tty = stream.isatty()
+
+    def update(self, done: int, total: int) -> None:
+        if self.tty:
+            filled = round(30 * done / max(total, 1))
+            bar = "#" * filled + "-" * (30 - filled)
+            end = "\n" if done >= total else ""
+            print(f"\r{self.name[:30]:<30} [{bar}] {done}/{total} points", end=end, file=self.stream, flush=True)
+        else:
+            print(f"{self.name}: {done}/{total} points", file=self.stream, flush=True)
+
+
+def sa1b_record(path: Path, image_id: str, height: int, width: int, masks: Sequence[GeneratedMask]) -> dict[str, Any]:
+    """The SA-1B style JSON of one image: ``{"image": {...}, "annotations": [...]}``, with the fields
+    and conventions of ``sam.MaskGenerator(output_mode="coco_rle")`` (bbox and crop_box XYWH; the
+    bbox width is ``x_max - x_min`` of the inclusive box, as the reference generator writes it)."""
+    annotations = []
+    for i, generated in enumerate(masks):
+        mask, box, crop = generated.mask, generated.mask.bbox, generated.crop_box
+        annotations.append({
+            "id": i,
+            "segmentation": {"size": [height, width], "counts": mask.rle_counts},
+            "area": int(mask.area_px),
+            "bbox": [int(box.x_min), int(box.y_min), int(box.x_max - box.x_min), int(box.y_max - box.y_min)],
+            "predicted_iou": float(mask.score),
+            "point_coords": [[float(generated.input_point.x), float(generated.input_point.y)]],
+            "stability_score": float(generated.stability_score),
+            "crop_box": [int(crop.x_min), int(crop.y_min), int(crop.x_max - crop.x_min), int(crop.y_max - crop.y_min)],
+        })  # fmt: skip
+    image = {"file_name": path.name, "image_id": image_id, "height": height, "width": width}
+    return {"image": image, "annotations": annotations}
+
+
+def _generate_one(client: SamClient, args: argparse.Namespace, path: Path, name: str) -> dict[str, Any]:
+    try:
+        pixels = load_rgb(path)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read image {path}: {error}") from None
+    height, width = pixels.shape[:2]
+    parameters = {
+        flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
+        for flag, _, _ in GENERATE_PARAMETERS
+        if getattr(args, flag[2:].replace("-", "_")) is not None
+    }
+    progress = _PointProgress(path.name, sys.stderr)
+    generated: list[GeneratedMask] = []
+    for done, total, batch in client.generate(path, encoding="rle", **parameters):
+        generated.extend(batch)
+        if not batch:
+            progress.update(done, total)
+    out_root = Path(args.out)
+    out_root.mkdir(parents=True, exist_ok=True)
+    record = sa1b_record(path, prepare_image(path).image_id, height, width, generated)
+    json_file = out_root / f"{name}.json"
+    json_file.write_text(json.dumps(record) + "\n")
+    summary: dict[str, Any] = {"image": str(path), "masks": len(generated), "json": str(json_file)}
+    if not args.no_overlay:
+        overlay_file = out_root / f"{name}_overlay.png"
+        colours = distinct_colours(len(generated))
+        draw_overlay(pixels, [g.mask for g in generated], colours=colours, labels=False).save(overlay_file)
+        summary["overlay"] = str(overlay_file)
+    return summary
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
-    path = Path(args.image)
-    if not path.is_file():
-        raise UsageError(f"image not found: {path}")
-    parameters = {}
-    if args.points_per_side is not None:
-        parameters["points_per_side"] = args.points_per_side
-    generated = []
+    source = Path(args.image)
+    files = _image_files(source)
+    folder = source.is_dir()
+    done: list[dict[str, Any]] = []
+    failures: list[dict[str, str]] = []
+    names: set[str] = set()
+    started = time.monotonic()
     try:
         with _client(args) as client:
-            for _done, _total, batch in client.generate(path, **parameters):
-                generated.extend(batch)
+            for path in files:
+                name = path.stem if path.stem not in names else path.name
+                names.add(name)
+                try:
+                    done.append(_generate_one(client, args, path, name))
+                except (UnavailableError, DeadlineExceededError, UnimplementedError):
+                    raise  # the server cannot do it: the other images would fail the same way
+                except (SamError, UsageError) as error:
+                    if not folder:
+                        raise
+                    failures.append({"image": str(path), "error": str(error)})
     except UnimplementedError:
         print(
-            f"sam-client: the server at {args.address} does not offer automatic mask generation (GenerateMasks) "
-            "yet; use `sam-client segment IMAGE --point X,Y` with prompts instead",
+            f"sam-client: the server at {args.address} does not offer automatic mask generation (GenerateMasks); "
+            "use `sam-client segment IMAGE --point X,Y` with prompts instead",
             file=sys.stderr,
         )
         return EXIT_SERVER_ERROR
-    generated.sort(key=lambda g: g.mask.score, reverse=True)
-    out_dir = Path(args.out) / path.stem
-    out_dir.mkdir(parents=True, exist_ok=True)
-    masks = [g.mask for g in generated]
-    for rank, mask in enumerate(masks, start=1):
-        if mask.mask is not None:
-            (out_dir / f"mask_{rank}.png").write_bytes(encode_png(mask.mask))
-    draw_overlay(load_rgb(path), masks).save(out_dir / "overlay.png")
-    records = [_mask_record(rank, mask) for rank, mask in enumerate(masks, start=1)]
+    elapsed = time.monotonic() - started
     if args.json:
-        print(json.dumps({"image": str(path), "masks": records}))
+        print(json.dumps({"images": done, "failures": failures}))
     else:
-        print(f"{len(masks)} masks written to {out_dir}")
+        rows = [(Path(d["image"]).name, d["masks"], d["json"], d.get("overlay", "")) for d in done]
+        _print_table(rows, ("image", "masks", "json", "overlay"), sys.stdout)
+        if folder:
+            print(f"\ngenerated masks for {len(done)} of {len(files)} images in {elapsed:.1f} s", file=sys.stdout)
+    if failures:
+        print(f"{len(failures)} image(s) failed:", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure['image']}: {failure['error']}", file=sys.stderr)
+        return EXIT_SERVER_ERROR
     return EXIT_OK
 
 

@@ -227,8 +227,12 @@ class SamClient:
         **parameters: Any,
     ) -> Iterator[tuple[int, int, list[GeneratedMask]]]:
         """Automatic mask generation (GenerateMasks), as ``(points_done, points_total, masks)``
-        per streamed message. ``parameters`` are GenerateMasksRequest fields (points_per_side,
-        pred_iou_thresh, ...). Raises UnimplementedError on servers that do not offer it yet."""
+        per streamed message: progress messages (no masks) after each batch of grid points, then the
+        masks in one or more messages, in the generator's order (concatenate them). ``parameters``
+        are GenerateMasksRequest fields (points_per_side, pred_iou_thresh, ...; unset ones take the
+        reference defaults); ``encoding`` "rle" or "png". Closing the iterator early cancels the
+        call, which stops the server's work. InvalidArgumentError names a bad parameter;
+        UnimplementedError comes from servers older than GenerateMasks."""
         if (image is None) == (image_id is None):
             raise ValueError("give exactly one of image or image_id")
         request = pb.GenerateMasksRequest(mask_encoding=_core._ENCODINGS[encoding], **parameters)
@@ -241,8 +245,12 @@ class SamClient:
             stream = self._calls["GenerateMasks"](
                 request, timeout=max(deadline - time.monotonic(), 0.001), metadata=self._metadata
             )
-            for message in stream:
-                yield message.points_done, message.points_total, [_core.parse_generated(m, 0, 0) for m in message.masks]
+            try:
+                for message in stream:
+                    masks = [_core.parse_generated(m, 0, 0) for m in message.masks]
+                    yield message.points_done, message.points_total, masks
+            finally:
+                stream.cancel()  # a no-op once finished; stops the server's work when the caller stops early
         except grpc.RpcError as rpc_error:
             raise from_rpc_error(rpc_error) from None
 

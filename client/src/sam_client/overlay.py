@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import colorsys
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,6 +45,20 @@ def _edges(mask: np.ndarray, width: int) -> np.ndarray:
     return mask & ~inner
 
 
+def distinct_colours(n: int) -> list[tuple[int, int, int]]:
+    """``n`` different RGB colours: :data:`PALETTE` first, then hues spaced by the golden angle
+    (with alternating lightness), so that many masks (automatic generation) stay apart."""
+    colours = list(PALETTE[:n])
+    golden = 0.618033988749895
+    for i in range(len(colours), n):
+        r, g, b = colorsys.hls_to_rgb((i * golden) % 1.0, 0.45 + 0.15 * (i % 2), 0.85)
+        colour = (round(r * 255), round(g * 255), round(b * 255))
+        while colour in colours:  # rounding can collide for very many masks
+            colour = (colour[0], colour[1], (colour[2] + 1) % 256)
+        colours.append(colour)
+    return colours
+
+
 def draw_overlay(
     image: np.ndarray,
     masks: Sequence[Mask],
@@ -51,17 +66,24 @@ def draw_overlay(
     points: Sequence[Point] = (),
     boxes: Sequence[Box] = (),
     alpha: float = 0.45,
+    colours: Sequence[tuple[int, int, int]] | None = None,
+    labels: bool = True,
 ) -> PILImage.Image:
-    """An RGB image the size of ``image`` (``uint8 HxWx3``) with each mask tinted in its rank's
-    colour and outlined, the prompt boxes and points (green foreground, red background), and a
-    ``#rank score`` label at each mask's box. Masks without pixels (logits) are labelled only."""
+    """An RGB image the size of ``image`` (``uint8 HxWx3``) with each mask tinted in its colour and
+    outlined, the prompt boxes and points (green foreground, red background), and (``labels``) a
+    ``#rank score`` label at each mask's box. Masks without pixels (logits) are labelled only.
+    ``colours`` gives one RGB colour per mask; by default :data:`PALETTE` in rank order (repeating)."""
     height, width = image.shape[:2]
     canvas = image.astype(np.float32)
     scale = max(1, round(max(height, width) / 400))
+    if colours is None:
+        colours = [PALETTE[rank % len(PALETTE)] for rank in range(len(masks))]
+    elif len(colours) < len(masks):
+        raise ValueError(f"give one colour per mask: {len(masks)} masks, {len(colours)} colours")
     for rank, mask in enumerate(masks):
         if mask.mask is None or mask.mask.shape != (height, width):
             continue
-        colour = np.asarray(PALETTE[rank % len(PALETTE)], dtype=np.float32)
+        colour = np.asarray(colours[rank], dtype=np.float32)
         canvas[mask.mask] = (1 - alpha) * canvas[mask.mask] + alpha * colour
         canvas[_edges(mask.mask, scale)] = colour
     out = PILImage.fromarray(np.clip(canvas, 0, 255).astype(np.uint8), "RGB")
@@ -80,13 +102,13 @@ def draw_overlay(
         )
     font = _font(10 + 4 * scale)
     label_y: dict[tuple[int, int], int] = {}
-    for rank, mask in enumerate(masks):
+    for rank, mask in enumerate(masks if labels else ()):
         text = f"#{rank + 1} {mask.score:.3f}"
         x, y = int(mask.bbox.x_min), int(mask.bbox.y_min)
         key = (x, y)
         y += label_y.get(key, 0)  # stack labels of masks that share a corner
         left, top, right, bottom = draw.textbbox((x + 2, y + 1), text, font=font)
         label_y[key] = label_y.get(key, 0) + int(bottom - top) + 4
-        draw.rectangle((left - 2, top - 1, right + 2, bottom + 1), fill=PALETTE[rank % len(PALETTE)])
+        draw.rectangle((left - 2, top - 1, right + 2, bottom + 1), fill=colours[rank])
         draw.text((x + 2, y + 1), text, fill=(255, 255, 255), font=font)
     return out
