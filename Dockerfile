@@ -5,7 +5,8 @@
 #   docker run --rm -p 50051:50051 -p 9090:9090 -e SAM_TRITON_URL=triton:8001 sam-gateway:0.1.0
 #
 # The gateway never loads the model: it reads sizes and metadata from Triton, and uses only the
-# numpy/Pillow parts of `sam` (config, transforms, prompts, ranking). The model and its export live
+# numpy/Pillow parts of `sam` (config, transforms, prompts, ranking, and the automatic generator's
+# numpy steps for GenerateMasks). The model and its export live
 # in the Triton image (docker/triton.Dockerfile). Every setting is a SAM_* variable or a flag
 # (python -m server --help). tests/deploy/test_images.py checks that the packages and modules
 # copied here cover everything the gateway imports.
@@ -25,6 +26,10 @@ RUN python -m venv /opt/venv \
 
 WORKDIR /app
 COPY sam/__init__.py sam/config.py sam/transforms.py sam/prompts.py sam/ranking.py sam/
+COPY sam/automatic/__init__.py sam/automatic/params.py sam/automatic/steps.py sam/automatic/grid.py \
+     sam/automatic/crops.py sam/automatic/boxes.py sam/automatic/nms.py sam/automatic/records.py \
+     sam/automatic/regions.py sam/automatic/rle.py sam/automatic/runs.py sam/automatic/stability.py \
+     sam/automatic/
 COPY sam/configs sam/configs
 COPY segmentanything segmentanything
 COPY server server

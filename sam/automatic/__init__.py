@@ -19,7 +19,7 @@ __all__ = ["OUTPUT_MODES", "MaskGenerator"]
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from sam.automatic import generator
+        import importlib
 
-        return getattr(generator, name)
+        return getattr(importlib.import_module("sam.automatic.generator"), name)
     raise AttributeError(f"module 'sam.automatic' has no attribute {name!r}")

@@ -32,7 +32,7 @@ import torch
 from sam.automatic import decoding, steps
 from sam.automatic.crops import generate_crop_boxes
 from sam.automatic.grid import build_layer_point_grids
-from sam.automatic.nms import nms_reference_order
+from sam.automatic.nms import REFERENCE_VANILLA_MIN_BOXES, nms
 from sam.automatic.params import OUTPUT_MODES, check_int, check_parameters, check_point_grids
 from sam.automatic.records import MaskRecords
 from sam.automatic.upscale import in_groups_of_three, upscale_logits
@@ -209,6 +209,21 @@ class MaskGenerator:
                 mask_threshold=config.mask_threshold, stability_score_thresh=self.stability_score_thresh,
                 stability_score_offset=self.stability_score_offset))
         return MaskRecords.cat(parts)
+
+
+def nms_reference_order(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """:func:`nms`, with the result order of torchvision's CPU ``batched_nms`` (one category).
+
+    Up to 1000 boxes that is :func:`nms`'s order. From 1001 boxes on, the kept indices are taken in
+    ascending order and reordered by ``torch.sort(scores[kept], descending=True)`` (not stable, so
+    it takes torch to reproduce; ``scores`` should be float32, as the reference's are).
+    """
+    keep = nms(boxes, scores, iou_threshold)
+    if np.asarray(boxes).shape[0] < REFERENCE_VANILLA_MIN_BOXES:
+        return keep
+    keep = np.sort(keep)
+    kept_scores = torch.from_numpy(np.ascontiguousarray(np.asarray(scores)[keep]))
+    return keep[kept_scores.sort(descending=True)[1].numpy()]
 
 
 class _Progress:

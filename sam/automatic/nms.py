@@ -6,9 +6,9 @@ the boxes of a greedy NMS whose order is a *stable* descending sort of the score
 Above 1000 boxes on CPU it switches to a per-category implementation whose result order is an
 *unstable* descending sort of the kept boxes' scores (taken in index order): equal scores then come
 out in the order ``torch.sort`` happens to leave them. :func:`nms` is the greedy algorithm;
-:func:`nms_reference_order` additionally reproduces that switch, so that the generator's output
-order matches the reference's. Only that reordering needs torch (imported when it is called on
-more than 1000 boxes); the gateway uses :func:`nms`.
+:func:`sam.automatic.generator.nms_reference_order` additionally reproduces that switch (it takes
+torch's own unstable sort), so that the in-package generator's output order matches the
+reference's; the gateway uses :func:`nms`.
 """
 
 from __future__ import annotations
@@ -75,20 +75,3 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
             kept.append(i)
             suppressed[start:] |= over[row]
     return order[np.array(kept, dtype=np.int64)]
-
-
-def nms_reference_order(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """:func:`nms`, with the result order of torchvision's CPU ``batched_nms`` (one category).
-
-    Up to 1000 boxes that is :func:`nms`'s order. From 1001 boxes on, the kept indices are taken in
-    ascending order and reordered by ``torch.sort(scores[kept], descending=True)`` (not stable, so
-    it takes torch to reproduce; ``scores`` should be float32, as the reference's are).
-    """
-    keep = nms(boxes, scores, iou_threshold)
-    if np.asarray(boxes).shape[0] < REFERENCE_VANILLA_MIN_BOXES:
-        return keep
-    import torch  # the unstable sort's tie order is torch's own
-
-    keep = np.sort(keep)
-    kept_scores = torch.from_numpy(np.ascontiguousarray(np.asarray(scores)[keep]))
-    return keep[kept_scores.sort(descending=True)[1].numpy()]

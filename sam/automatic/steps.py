@@ -15,7 +15,7 @@ Triton and upscales with :func:`sam.transforms.upscale_logits`. Per crop:
 
 Then :func:`merge_crops` (NMS across crops, smaller crops win), :func:`clean_regions`
 (``min_mask_region_area``) and :func:`to_annotations` (the SA-1B dicts). The NMS is a parameter: the
-in-package generator passes :func:`~sam.automatic.nms.nms_reference_order` to reproduce the
+in-package generator passes :func:`~sam.automatic.generator.nms_reference_order` to reproduce the
 reference's result order above 1000 boxes, the gateway the plain stable :func:`~sam.automatic.nms.nms`.
 """
 

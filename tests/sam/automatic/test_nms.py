@@ -3,7 +3,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sam.automatic.nms import REFERENCE_VANILLA_MIN_BOXES, nms, nms_reference_order, pairwise_iou
+from sam.automatic.generator import nms_reference_order
+from sam.automatic.nms import REFERENCE_VANILLA_MIN_BOXES, nms, pairwise_iou
 
 
 def _greedy(boxes: list[list[float]], scores: list[float], threshold: float) -> list[int]:
