@@ -23,7 +23,6 @@ mask ids in the bounded mask cache, and encoded (COCO RLE, PNG or the low-res lo
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import os
 import re
@@ -515,7 +514,10 @@ class SegmentationService:
         low_res_all = np.ascontiguousarray(np.concatenate(chosen_logits), dtype=np.float32)
         scores_all = np.concatenate(chosen_scores).astype(np.float32)
 
-        areas, boxes, payloads = await self._postprocess_all(low_res_all, record, info, encoding)
+        # One span for turning the chosen logits into the response's masks (upscale, threshold,
+        # measure, encode: the stage histogram splits the time; per-chunk spans would cost more).
+        with child_span("encode_masks", {"sam.masks": len(low_res_all), "sam.mask_encoding": encoding.value}):
+            areas, boxes, payloads = await self._postprocess_all(low_res_all, record, info, encoding)
 
         results: list[list[MaskResult]] = []
         keep_ids = self.masks.max_entries > 0
@@ -552,12 +554,10 @@ class SegmentationService:
             return self._postprocess(low_res, record, info, encoding)
         loop = asyncio.get_running_loop()
         parts = np.array_split(np.arange(len(low_res)), min(len(low_res), self._worker_count))
-        # Each worker runs in a copy of this context, so its spans hang under the call's span.
         done = await asyncio.gather(
             *(
                 loop.run_in_executor(
-                    self._workers, contextvars.copy_context().run, self._postprocess, low_res[p[0] : p[-1] + 1],
-                    record, info, encoding,
+                    self._workers, self._postprocess, low_res[p[0] : p[-1] + 1], record, info, encoding
                 )
                 for p in parts
                 if len(p)
@@ -577,12 +577,12 @@ class SegmentationService:
         payloads: list[codecs.Rle | bytes | np.ndarray] = []
         for start in range(0, len(low_res), chunk):
             part = low_res[start : start + chunk]
-            with self._stage("upsample", {"sam.masks": len(part)}):
+            with self._stage("upsample"):
                 logits = upscale_logits(part, record.input_size, record.original_size, info.image_size)
                 masks = logits > info.mask_threshold
                 areas[start : start + len(part)] = masks.sum(axis=(1, 2))
                 boxes[start : start + len(part)] = mask_boxes(masks)
-            with self._stage("encode_masks", {"sam.masks": len(part), "sam.mask_encoding": encoding.value}):
+            with self._stage("encode_masks"):
                 if encoding == MaskEncoding.RLE:
                     payloads.extend(codecs.encode_rle(masks))
                 elif encoding == MaskEncoding.PNG:

@@ -12,8 +12,7 @@ children with :func:`child_span`)::
     │   ├── decode_image          (miss only)                     sam.image.bytes, sam.image.*_px, sam.resized.*_px
     │   └── triton.infer          (miss only)             CLIENT  triton.model=sam_encoder
     ├── triton.infer              (one per prompt length) CLIENT  triton.model=sam_decoder, sam.prompt_sets
-    ├── upsample                  (per chunk of masks)            sam.masks
-    └── encode_masks              (per chunk of masks)            sam.masks, sam.mask_encoding
+    └── encode_masks              (upscale, threshold, encode)    sam.masks, sam.mask_encoding
 
 ``triton.infer`` sends its own span as the W3C ``traceparent``, so Triton's spans (when Triton
 traces in ``opentelemetry`` mode) hang under it. Child spans are only made while the current span

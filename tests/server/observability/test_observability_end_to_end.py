@@ -251,7 +251,7 @@ async def test_segment_span_tree_has_the_expected_parents_and_attributes(traced:
     assert str(attributes["sam.model"]).startswith("tiny@")
 
     children = _children(spans, root)
-    assert _names(children) == ["embedding_cache.lookup", "encode_masks", "triton.infer", "triton.infer", "upsample"]
+    assert _names(children) == ["embedding_cache.lookup", "encode_masks", "triton.infer", "triton.infer"]
     (lookup,) = [s for s in children if s.name == "embedding_cache.lookup"]
     assert dict(lookup.attributes or {}).items() >= {"sam.cache.hit": False, "sam.cache.source": "encoder"}.items()
     # On a miss the image is decoded and embedded inside the lookup (single-flight).
@@ -266,7 +266,7 @@ async def test_segment_span_tree_has_the_expected_parents_and_attributes(traced:
     assert sorted((s.attributes or {})["sam.points_per_set"] for s in decoders) == [2, 3]  # + padding point
     (encode,) = [s for s in children if s.name == "encode_masks"]
     assert dict(encode.attributes or {}).items() >= {"sam.masks": masks, "sam.mask_encoding": "RLE"}.items()
-    assert len(spans) == 8 and all(s.status.is_ok for s in spans)
+    assert len(spans) == 7 and all(s.status.is_ok for s in spans)
 
     # The same image again, by id: a hit, no decode, no encoder call.
     traced.spans.clear()
@@ -276,7 +276,7 @@ async def test_segment_span_tree_has_the_expected_parents_and_attributes(traced:
     spans = _by_trace(traced.spans.get_finished_spans(), root.context.trace_id)
     assert (root.attributes or {})["sam.cache.hit"] is True
     children = _children(spans, root)
-    assert _names(children) == ["embedding_cache.lookup", "encode_masks", "triton.infer", "upsample"]
+    assert _names(children) == ["embedding_cache.lookup", "encode_masks", "triton.infer"]
     (lookup,) = [s for s in children if s.name == "embedding_cache.lookup"]
     assert (lookup.attributes or {})["sam.cache.hit"] is True and not _children(spans, lookup)
 
