@@ -194,9 +194,8 @@ class MaskGeneration:
                     ))  # fmt: skip
                 done += len(batch)
                 yield Progress(done, total)
-            crops.append(steps.finish_crop(parts, crop_box, params.box_nms_thresh))
-        records = steps.merge_crops(MaskRecords.cat(crops), len(crop_boxes), params.crop_nms_thresh)
-        masks = await asyncio.to_thread(self._finish, records, params, encoding, (height, width))
+            crops.append(await asyncio.to_thread(steps.finish_crop, parts, crop_box, params.box_nms_thresh))
+        masks = await asyncio.to_thread(self._finish, crops, len(crop_boxes), params, encoding, (height, width))
         progress = Progress(done, total)
         for chunk in _chunks(masks):
             yield MaskBatch(chunk, progress)
@@ -215,8 +214,10 @@ class MaskGeneration:
         per_point = 5 * 4 * info.low_res_size * info.low_res_size
         return max(1, (self.settings.max_message_bytes // 2) // per_point)
 
-    def _finish(self, records: MaskRecords, params: GenerationParams, encoding: MaskEncoding,
+    def _finish(self, crops: list[MaskRecords], n_crops: int, params: GenerationParams, encoding: MaskEncoding,
                 original_size: tuple[int, int]) -> list[GeneratedMask]:
+        """NMS across crops, small-region cleaning, and the masks encoded (a worker thread's job)."""
+        records = steps.merge_crops(MaskRecords.cat(crops), n_crops, params.crop_nms_thresh)
         if params.min_mask_region_area > 0:
             records = steps.clean_regions(records, params.min_mask_region_area,
                                           max(params.box_nms_thresh, params.crop_nms_thresh))
