@@ -17,14 +17,18 @@ class _Redis:
 
 
 def test_cache_counters_are_read_at_scrape_time():
-    stats = {"value": CacheStats(hits=1, misses=2, evictions=0, entries=2, bytes=10, capacity_bytes=100,
-                                 single_flight_waits=0, rejected=0)}
+    stats = {
+        "value": CacheStats(
+            hits=1, misses=2, evictions=0, entries=2, bytes=10, capacity_bytes=100, single_flight_waits=0, rejected=0
+        )
+    }
     metrics = Metrics()
     metrics.watch_caches(lambda: stats["value"], lambda: _Redis())
     get = metrics.registry.get_sample_value
     assert get("sam_embedding_cache_hits_total") == 1 and get("sam_embedding_cache_bytes") == 10
-    stats["value"] = CacheStats(hits=5, misses=2, evictions=3, entries=1, bytes=4, capacity_bytes=100,
-                                single_flight_waits=7, rejected=0)
+    stats["value"] = CacheStats(
+        hits=5, misses=2, evictions=3, entries=1, bytes=4, capacity_bytes=100, single_flight_waits=7, rejected=0
+    )
     assert get("sam_embedding_cache_hits_total") == 5
     assert get("sam_embedding_cache_evictions_total") == 3
     assert get("sam_embedding_cache_single_flight_waits_total") == 7
