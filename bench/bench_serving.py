@@ -122,11 +122,17 @@ def stage_means_ms(url: str) -> str:
 
 
 class Gateway:
-    def __init__(self, triton_url: str, log_dir: Path, **settings: Any) -> None:
+    """``python -m server`` in a subprocess on ``triton_url``, started and healthy.
+
+    ``settings``: gateway settings (``use_shared_memory=True`` -> ``SAM_USE_SHARED_MEMORY=true``);
+    ``env``: further environment variables (e.g. ``OTEL_*``).
+    """
+
+    def __init__(self, triton_url: str, log_dir: Path, env: dict[str, str] | None = None, **settings: Any) -> None:
         self.port, self.metrics_port = free_ports(2)
         env = {**os.environ, "PYTHONPATH": str(REPO), "SAM_TRITON_URL": triton_url, "SAM_PORT": str(self.port),
                "SAM_METRICS_PORT": str(self.metrics_port), "SAM_LOG_LEVEL": "WARNING",
-               "SAM_HEALTH_POLL_INTERVAL_S": "0.2"}  # fmt: skip
+               "SAM_HEALTH_POLL_INTERVAL_S": "0.2", **(env or {})}  # fmt: skip
         env.update({"SAM_" + k.upper(): str(v).lower() if isinstance(v, bool) else str(v) for k, v in settings.items()})
         self.log = open(log_dir / f"gateway-{self.port}.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen([sys.executable, "-m", "server"], cwd=REPO, env=env, stdout=self.log,

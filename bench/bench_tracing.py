@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,14 +39,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench_serving import CHANNEL_OPTIONS, png, scene  # noqa: E402
+from bench_serving import Gateway, png, scene  # noqa: E402
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc  # noqa: E402
 
 import sam  # noqa: E402
 from sam.export.model_repository import build_model_repository  # noqa: E402
 from segmentanything.v1 import segment_anything_pb2 as pb  # noqa: E402
-from segmentanything.v1 import segment_anything_pb2_grpc as pb_grpc  # noqa: E402
-from server.backend.local_triton import LocalTriton, free_ports  # noqa: E402
+from server.backend.local_triton import LocalTriton  # noqa: E402
 
 
 class DroppingCollector(trace_service_pb2_grpc.TraceServiceServicer):
@@ -62,38 +60,6 @@ class DroppingCollector(trace_service_pb2_grpc.TraceServiceServicer):
         with self._lock:
             self.spans += count
         return trace_service_pb2.ExportTraceServiceResponse()
-
-
-class Gateway:
-    def __init__(self, triton_url: str, log_dir: Path, env: dict[str, str]) -> None:
-        self.port, self.metrics_port = free_ports(2)
-        full_env = {**os.environ, "PYTHONPATH": str(REPO), "SAM_TRITON_URL": triton_url, "SAM_PORT": str(self.port),
-                    "SAM_METRICS_PORT": str(self.metrics_port), "SAM_LOG_LEVEL": "WARNING",
-                    "SAM_HEALTH_POLL_INTERVAL_S": "0.2", **env}  # fmt: skip
-        self.log = open(log_dir / f"gateway-{self.port}.log", "wb")  # noqa: SIM115
-        self.process = subprocess.Popen([sys.executable, "-m", "server"], cwd=REPO, env=full_env, stdout=self.log,
-                                        stderr=subprocess.STDOUT)  # fmt: skip
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}", options=CHANNEL_OPTIONS)
-        self.api = pb_grpc.SegmentAnythingServiceStub(self.channel)
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-        health = health_pb2_grpc.HealthStub(self.channel)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                    break
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"gateway did not start; see {self.log.name}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        self.channel.close()
-        self.process.terminate()
-        self.process.wait(timeout=60)
-        self.log.close()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -192,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     ratios = [on / off for on, off in zip(p50["on"], p50["off"], strict=True)]
     print()
     print(f"Segment p50 / p99, tracing off: {off50:.2f} / {off99:.2f} ms   (median over {args.rounds} rounds)")
-    print(f"Segment p50 / p99, tracing on:  {on50:.2f} / {on99:.2f} ms   "
-          f"({spans_per_call:.2f} spans exported per call, OTLP/gRPC batch processor to a dropping collector)")
+    print(
+        f"Segment p50 / p99, tracing on:  {on50:.2f} / {on99:.2f} ms   "
+        f"({spans_per_call:.2f} spans exported per call, OTLP/gRPC batch processor to a dropping collector)"
+    )
     print(f"ratio on/off: p50 {on50 / off50:.3f}x (per-round {min(ratios):.3f}..{max(ratios):.3f}), "
           f"p99 {on99 / off99:.3f}x")  # fmt: skip
     print(f"gateway CPU per call: off {cpu_ms['off']:.2f} ms, on {cpu_ms['on']:.2f} ms "
