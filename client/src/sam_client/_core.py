@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from sam_client import _wellknown
 from sam_client import masks as mask_codec
 from sam_client._proto import segment_anything_pb2 as pb
 from sam_client.errors import SamError
@@ -111,6 +112,41 @@ def channel_credentials(
         with open(root_certificates, "rb") as f:
             root_certificates = f.read()
     return grpc.ssl_channel_credentials(root_certificates=root_certificates)
+
+
+def open_channel(
+    channels: Any,
+    address: str,
+    tls: bool,
+    root_certificates: bytes | str | os.PathLike[str] | None,
+    max_message_bytes: int,
+    options: Sequence[tuple[str, Any]],
+) -> Any:
+    """A channel to ``address`` from ``channels`` (the module ``grpc`` or ``grpc.aio``): TLS when
+    asked for (see :func:`channel_credentials`), with :func:`channel_options`."""
+    arguments = channel_options(max_message_bytes, options)
+    credentials = channel_credentials(tls, root_certificates)
+    if credentials is None:
+        return channels.insecure_channel(address, options=arguments)
+    return channels.secure_channel(address, credentials, options=arguments)
+
+
+def bind_methods(channel: Any) -> tuple[dict[str, Any], Any]:
+    """The service's methods on ``channel`` (sync or asyncio) by name, and the health Check method."""
+    calls = {}
+    for name in SERVICE.methods_by_name:
+        factory = channel.unary_stream if name == "GenerateMasks" else channel.unary_unary
+        calls[name] = factory(
+            method_path(name),
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=response_class(name).FromString,
+        )
+    health = channel.unary_unary(
+        _wellknown.HEALTH_CHECK_METHOD,
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=_wellknown.HealthCheckResponse.FromString,
+    )
+    return calls, health
 
 
 def call_metadata(token: str | None, extra: Iterable[tuple[str, str]] = ()) -> tuple[tuple[str, str], ...]:

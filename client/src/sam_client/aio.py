@@ -51,25 +51,8 @@ class AsyncSamClient:
         self.reuse_image_ids = reuse_image_ids
         self._metadata = _core.call_metadata(token, metadata)
         self._rng = random.Random()
-        channel_options = _core.channel_options(max_message_bytes, options)
-        credentials = _core.channel_credentials(tls, root_certificates)
-        if credentials is None:
-            self._channel = grpc.aio.insecure_channel(address, options=channel_options)
-        else:
-            self._channel = grpc.aio.secure_channel(address, credentials, options=channel_options)
-        self._calls: dict[str, Any] = {}
-        for name in _core.SERVICE.methods_by_name:
-            factory = self._channel.unary_stream if name == "GenerateMasks" else self._channel.unary_unary
-            self._calls[name] = factory(
-                _core.method_path(name),
-                request_serializer=lambda m: m.SerializeToString(),
-                response_deserializer=_core.response_class(name).FromString,
-            )
-        self._health = self._channel.unary_unary(
-            _wellknown.HEALTH_CHECK_METHOD,
-            request_serializer=lambda m: m.SerializeToString(),
-            response_deserializer=_wellknown.HealthCheckResponse.FromString,
-        )
+        self._channel = _core.open_channel(grpc.aio, address, tls, root_certificates, max_message_bytes, options)
+        self._calls, self._health = _core.bind_methods(self._channel)
 
     async def close(self) -> None:
         await self._channel.close()

@@ -69,25 +69,8 @@ class SamClient:
         self.reuse_image_ids = reuse_image_ids
         self._metadata = _core.call_metadata(token, metadata)
         self._rng = random.Random()
-        channel_options = _core.channel_options(max_message_bytes, options)
-        credentials = _core.channel_credentials(tls, root_certificates)
-        if credentials is None:
-            self._channel = grpc.insecure_channel(address, options=channel_options)
-        else:
-            self._channel = grpc.secure_channel(address, credentials, options=channel_options)
-        self._calls: dict[str, Callable[..., Any]] = {}
-        for name in _core.SERVICE.methods_by_name:
-            factory = self._channel.unary_stream if name == "GenerateMasks" else self._channel.unary_unary
-            self._calls[name] = factory(
-                _core.method_path(name),
-                request_serializer=lambda m: m.SerializeToString(),
-                response_deserializer=_core.response_class(name).FromString,
-            )
-        self._health = self._channel.unary_unary(
-            _wellknown.HEALTH_CHECK_METHOD,
-            request_serializer=lambda m: m.SerializeToString(),
-            response_deserializer=_wellknown.HealthCheckResponse.FromString,
-        )
+        self._channel = _core.open_channel(grpc, address, tls, root_certificates, max_message_bytes, options)
+        self._calls, self._health = _core.bind_methods(self._channel)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
