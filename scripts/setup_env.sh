@@ -19,7 +19,11 @@ requirements=("$repo/requirements.txt" "$repo/requirements-dev.txt")
 
 # pyproject.toml is hashed too: the project itself is installed (editable) so that Triton's Python
 # backend stub, which ignores PYTHONPATH, can import sam.export.triton_python_backend.
-want=$(cat "${requirements[@]}" "$repo/pyproject.toml" | sha256sum | cut -d' ' -f1)
+# The gateway image's exact pins constrain the test environment too, so that what the tests run is
+# what the image installs (a dependency nobody pins, such as packaging, would otherwise float to
+# PyPI's newest release). pip constraints take no extras: they are stripped.
+gateway_pins="$repo/requirements-gateway.txt"
+want=$(cat "${requirements[@]}" "$gateway_pins" "$repo/pyproject.toml" | sha256sum | cut -d' ' -f1)
 
 venv_ok() {
   [ -x "$venv/bin/python" ] &&
@@ -66,8 +70,10 @@ fi
 
 echo "setup_env: installing pinned requirements into $venv" >&2
 rm -f "$stamp"
+constraints="$repo/build/constraints-gateway.txt"
+sed -e 's/#.*//' -e 's/\[[^]]*\]//' "$gateway_pins" | grep '==' >"$constraints"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-  -r "$repo/requirements.txt" -r "$repo/requirements-dev.txt"
+  -r "$repo/requirements.txt" -r "$repo/requirements-dev.txt" -c "$constraints"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e "$repo"
 if ! problems=$("$venv/bin/python" -m pip check); then
   echo "setup_env: pip check found conflicts:" >&2
