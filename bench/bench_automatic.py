@@ -4,7 +4,8 @@ same algorithm, in one process, on the same random-weight model and image (a ben
 The baseline is ``sam.automatic._reference_like.ReferenceLikeGenerator``: it runs the steps the way
 the reference generator does (``Sam.decode`` on the whole point batch, every multimask output
 upscaled to the image before the IoU filter, per-mask RLE and edge checks). Both run alternately;
-their outputs must be identical (count, order, segmentations, scores, boxes, points, crop boxes) or
+their outputs must be identical (count, order, segmentations, boxes, points, crop boxes; predicted IoU
+and stability score to a relative 1e-5, float32 rounding of a differently organised decode) or
 the benchmark exits with an error. Prints the medians of ``--repeats`` runs and the ratio
 ours / baseline (lower is better), per configuration:
 
@@ -67,6 +68,11 @@ def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
+# ours decodes the point batch differently (image-side attention shared across points), so on
+# large models predicted IoU and stability may differ from the baseline's in float32's last bits
+SCORE_REL_TOL = 1e-5
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="vit_b", help="registry name or JSON config (random weights)")
@@ -92,21 +98,25 @@ def main() -> None:
     for name in args.configs.split(","):
         params = {"points_per_side": args.points_per_side, **CONFIGS[name]}
         times: dict[str, list[float]] = {"baseline": [], "ours": []}
-        count = 0
+        count, score_diff = 0, 0.0
         baseline, generator = ReferenceLikeGenerator(model, **params), sam.MaskGenerator(model, **params)
         for _ in range(args.repeats):
             base_s, base_out = timed(baseline.generate, image)
             ours_s, ours_out = timed(generator.generate, image)
-            difference = compare_annotations(ours_out, base_out)
+            difference = compare_annotations(ours_out, base_out, score_rel_tol=SCORE_REL_TOL)
             if difference is not None:
                 raise SystemExit(f"{name}: outputs differ from the baseline: {difference}")
             times["baseline"].append(base_s)
             times["ours"].append(ours_s)
             count = len(ours_out)
+            score_diff = max([score_diff] + [abs(a[k] - b[k]) / max(abs(a[k]), abs(b[k]), 1e-30)
+                                             for a, b in zip(ours_out, base_out, strict=True)
+                                             for k in ("predicted_iou", "stability_score") if a[k] == a[k]])
             print(f"  {name}: baseline {base_s:.1f} s, ours {ours_s:.1f} s", flush=True)
         base = statistics.median(times["baseline"])
         ours = statistics.median(times["ours"])
-        print(f"{name}: {count} masks, identical outputs; baseline {base:.1f} s, ours {ours:.1f} s, "
+        same = "identical outputs" if score_diff == 0 else f"identical masks, scores within {score_diff:.1e} (relative)"
+        print(f"{name}: {count} masks, {same}; baseline {base:.1f} s, ours {ours:.1f} s, "
               f"ratio {ours / base:.2f} (median of {args.repeats})", flush=True)
 
 

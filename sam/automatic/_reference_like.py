@@ -225,13 +225,18 @@ class ReferenceLikeGenerator:
         return out
 
 
-def _same_float(a: float, b: float) -> bool:
-    return a == b or (a != a and b != b)  # NaN (an empty mask's stability) equals NaN here
+def _same_float(a: float, b: float, rel_tol: float = 0.0) -> bool:
+    if a != a or b != b:  # NaN (an empty mask's stability) equals NaN here
+        return a != a and b != b
+    return a == b or abs(a - b) <= rel_tol * max(abs(a), abs(b))
 
 
-def compare_annotations(ours: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> str | None:
+def compare_annotations(ours: list[dict[str, Any]], baseline: list[dict[str, Any]],
+                        score_rel_tol: float = 0.0) -> str | None:
     """None when both lists hold the same masks in the same order with equal values, else the first
-    difference in words."""
+    difference in words. ``score_rel_tol``: relative tolerance for ``predicted_iou`` and
+    ``stability_score`` only (float32 rounding where the two decode the point batch differently);
+    everything else, segmentations included, must be equal."""
     if len(ours) != len(baseline):
         return f"{len(ours)} masks vs {len(baseline)}"
     for i, (a, b) in enumerate(zip(ours, baseline, strict=True)):
@@ -241,7 +246,7 @@ def compare_annotations(ours: list[dict[str, Any]], baseline: list[dict[str, Any
             if a[key] != b[key]:
                 return f"mask {i}: {key} {a[key]} vs {b[key]}"
         for key in ("predicted_iou", "stability_score"):
-            if not _same_float(a[key], b[key]):
+            if not _same_float(a[key], b[key], score_rel_tol):
                 return f"mask {i}: {key} {a[key]!r} vs {b[key]!r}"
         sa, sb = a["segmentation"], b["segmentation"]
         same = np.array_equal(sa, sb) if isinstance(sa, np.ndarray) else sa == sb
