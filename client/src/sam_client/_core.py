@@ -156,6 +156,39 @@ def call_metadata(token: str | None, extra: Iterable[tuple[str, str]] = ()) -> t
     return tuple(metadata)
 
 
+
+class ClientBase:
+    """The arguments, settings and channel the sync and asyncio clients share (documented on
+    :class:`sam_client.SamClient`). A subclass names its gRPC module (``grpc`` or ``grpc.aio``)
+    in ``_channels``."""
+
+    _channels: Any = grpc
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        retry: RetryPolicy | None = None,
+        tls: bool = False,
+        root_certificates: bytes | str | os.PathLike[str] | None = None,
+        token: str | None = None,
+        reuse_image_ids: bool = True,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        options: Sequence[tuple[str, Any]] = (),
+        metadata: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
+        self.address = address
+        self.timeout_s = timeout_s
+        self.retry = retry or RetryPolicy()
+        self.reuse_image_ids = reuse_image_ids
+        self._metadata = call_metadata(token, metadata)
+        self._rng = random.Random()
+        self._channel = open_channel(self._channels, address, tls, root_certificates, max_message_bytes, options)
+        self._calls, self._health = bind_methods(self._channel)
+
 # -- requests ---------------------------------------------------------------------------------------
 
 _MODES = {"auto": pb.SegmentRequest.AUTO, "multi": pb.SegmentRequest.MULTI, "single": pb.SegmentRequest.SINGLE}

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import random
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import grpc
@@ -24,35 +22,12 @@ from sam_client.types import EmbedResult, Encoding, GeneratedMask, Mode, ModelIn
 logger = logging.getLogger("sam_client")
 
 
-class AsyncSamClient:
+class AsyncSamClient(_core.ClientBase):
     """asyncio client of the Segment Anything service; see :class:`sam_client.SamClient` for the
     arguments and the behaviour (deadlines, retries, image-id reuse, errors). Create it inside a
     running event loop; use ``async with`` or ``await client.close()``."""
 
-    def __init__(
-        self,
-        address: str = _core.DEFAULT_ADDRESS,
-        *,
-        timeout_s: float = _core.DEFAULT_TIMEOUT_S,
-        retry: _core.RetryPolicy | None = None,
-        tls: bool = False,
-        root_certificates: bytes | str | os.PathLike[str] | None = None,
-        token: str | None = None,
-        reuse_image_ids: bool = True,
-        max_message_bytes: int = _core.DEFAULT_MAX_MESSAGE_BYTES,
-        options: Sequence[tuple[str, Any]] = (),
-        metadata: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
-        self.address = address
-        self.timeout_s = timeout_s
-        self.retry = retry or _core.RetryPolicy()
-        self.reuse_image_ids = reuse_image_ids
-        self._metadata = _core.call_metadata(token, metadata)
-        self._rng = random.Random()
-        self._channel = _core.open_channel(grpc.aio, address, tls, root_certificates, max_message_bytes, options)
-        self._calls, self._health = _core.bind_methods(self._channel)
+    _channels = grpc.aio
 
     async def close(self) -> None:
         await self._channel.close()

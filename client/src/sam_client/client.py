@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
-import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import grpc
@@ -23,7 +21,7 @@ logger = logging.getLogger("sam_client")
 EMBEDDING_NOT_FOUND = "EMBEDDING_NOT_FOUND"
 
 
-class SamClient:
+class SamClient(_core.ClientBase):
     """Client of the Segment Anything service (``segmentanything.v1.SegmentAnythingService``).
 
     Args:
@@ -47,30 +45,7 @@ class SamClient:
     arguments that cannot be sent.
     """
 
-    def __init__(
-        self,
-        address: str = _core.DEFAULT_ADDRESS,
-        *,
-        timeout_s: float = _core.DEFAULT_TIMEOUT_S,
-        retry: _core.RetryPolicy | None = None,
-        tls: bool = False,
-        root_certificates: bytes | str | os.PathLike[str] | None = None,
-        token: str | None = None,
-        reuse_image_ids: bool = True,
-        max_message_bytes: int = _core.DEFAULT_MAX_MESSAGE_BYTES,
-        options: Sequence[tuple[str, Any]] = (),
-        metadata: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
-        self.address = address
-        self.timeout_s = timeout_s
-        self.retry = retry or _core.RetryPolicy()
-        self.reuse_image_ids = reuse_image_ids
-        self._metadata = _core.call_metadata(token, metadata)
-        self._rng = random.Random()
-        self._channel = _core.open_channel(grpc, address, tls, root_certificates, max_message_bytes, options)
-        self._calls, self._health = _core.bind_methods(self._channel)
+    _channels = grpc
 
     # -- plumbing ---------------------------------------------------------------------------------
 
