@@ -1,10 +1,10 @@
 """The exported TorchScript encoder and decoder on a CUDA GPU (a benchmark and check, not a test).
 
 Builds a registry model with random weights (seed 0), scripts encoder and decoder as
-``python -m sam.export`` does, runs them on the GPU and compares with the eager model on CPU
-(embedding of a random 3:4 uint8 image whose long side is the input size, 768x1024 for vit_b;
-every decoder parity case of the export), then
-times them with CUDA events: encoder at batch 1 and 4, decoder with one point and with 64 prompt
+``python -m sam.export`` does, runs them on the GPU and compares with the CPU (the same scripted
+encoder on a random 3:4 uint8 image whose long side is the input size, 768x1024 for vit_b; the
+eager decoder on every decoder parity case of the export), then times them with CUDA events:
+encoder at batch 1 and 4, decoder with one point and with 64 prompt
 sets. float32, TF32 off (torch's default). Prints JSON and writes it to $OUT (default /tmp).
 Without a GPU it only runs the CPU side and the parity on CPU.
 
