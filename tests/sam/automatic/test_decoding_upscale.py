@@ -1,5 +1,9 @@
-"""The fast paths must equal the plain ones bit for bit (torch.equal, not allclose), with one and
-with two threads (PyTorch's kernels do not always round the same way in both)."""
+"""The fast paths must equal the plain ones, with one and with two threads (PyTorch's kernels do
+not always round the same way in both). Upscaling must match bit for bit. The point-grid decoder
+shares the image-side attention across the point batch, so its matmuls have other shapes than
+``Sam.decode``'s: on some CPUs (an AVX2 one here) that still gave bitwise-equal results, on others
+(an AVX-512 AMD EPYC) the last float32 bits differ (mask logits by up to ~4e-5 on values of a few
+units), so it is held to float32 rounding: relative 1e-5, absolute 1e-5 of the largest logit."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,10 +45,11 @@ def test_point_grid_decoder_equals_sam_decode(noisy_tiny_model: sam.Sam, b: int,
     with torch.inference_mode(), _threads(threads):
         low_res, iou = model.decode(embedding, coords, labels)
         decoded = PointGridDecoder(model, chunk).decode(embedding, coords, labels)
-        assert torch.equal(decoded.iou_predictions, iou)
-        assert torch.equal(decoded.low_res_masks(torch.arange(b)), low_res)
+        scale = float(low_res.abs().max())
+        torch.testing.assert_close(decoded.iou_predictions, iou, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(decoded.low_res_masks(torch.arange(b)), low_res, rtol=1e-5, atol=1e-5 * scale)
         some = torch.tensor([i for i in range(b) if i % 3 != 1], dtype=torch.int64)
-        assert torch.equal(decoded.low_res_masks(some), low_res[some])
+        torch.testing.assert_close(decoded.low_res_masks(some), low_res[some], rtol=1e-5, atol=1e-5 * scale)
         assert decoded.low_res_masks(torch.zeros(0, dtype=torch.int64)).shape == (0, 4, 4 * g, 4 * g)
 
 

@@ -102,7 +102,9 @@ def test_fast_decoder_same_output_as_the_plain_implementation(noisy_tiny_model: 
     ours = MaskGenerator(noisy_tiny_model, **params).generate(scene)
     plain = ReferenceLikeGenerator(noisy_tiny_model, **params).generate(scene)
     assert len(ours) > 0
-    assert compare_annotations(ours, plain) is None
+    # the fast decoder's scores may differ in float32's last bits on some CPUs (see
+    # test_decoding_upscale.py); masks, boxes, points and order must still be identical
+    assert compare_annotations(ours, plain, score_rel_tol=1e-5) is None
 
 
 def test_masks_lie_inside_their_crop_boxes(disc_model: sam.Sam, scene: np.ndarray) -> None:
