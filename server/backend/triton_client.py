@@ -62,6 +62,7 @@ DECODER_OUTPUTS = ("low_res_masks__0", "iou_predictions__1")
 RECONNECT_BACKOFF_MS = {"initial": 100, "min": 100, "max": 1000}
 #: Seconds a readiness or metadata call may take (health polls must not hang on a dead peer).
 CONTROL_TIMEOUT_S = 2.0
+UNREGISTER_ATTEMPTS = 5  # 0.05 + 0.1 + 0.2 + 0.4 s of waits at most, only while Triton says INTERNAL
 #: Suggested client back-off when the backend is unavailable (``google.rpc.RetryInfo``).
 RETRY_DELAY_S = 1.0
 _MAX_ERROR_TEXT = 300
@@ -280,14 +281,28 @@ class SharedMemoryPool:
         for region in self._all:
             region.registered = False
 
+    async def _unregister(self, name: str) -> None:
+        """Best effort. Triton refuses (INTERNAL) to unregister a region that a request it has just
+        answered still holds for a moment: retry that briefly; give up at once on anything else
+        (Triton may be gone already)."""
+        for attempt in range(UNREGISTER_ATTEMPTS):
+            try:
+                await self._client.unregister_system_shared_memory(name, client_timeout=CONTROL_TIMEOUT_S)
+                return
+            except InferenceServerException as error:
+                if error.status() != "StatusCode.INTERNAL" or attempt + 1 == UNREGISTER_ATTEMPTS:
+                    log.debug("unregistering shared memory %s failed: %s", name, error)
+                    return
+            except Exception as error:  # noqa: BLE001
+                log.debug("unregistering shared memory %s failed: %s", name, error)
+                return
+            await asyncio.sleep(0.05 * 2**attempt)
+
     async def close(self) -> None:
         """Unregister every region from Triton (best effort) and unlink them all."""
         for region in self._all:
             if region.registered:
-                try:
-                    await self._client.unregister_system_shared_memory(region.name, client_timeout=CONTROL_TIMEOUT_S)
-                except Exception as error:  # noqa: BLE001 - Triton may be gone already
-                    log.debug("unregistering shared memory %s failed: %s", region.name, error)
+                await self._unregister(region.name)
             try:
                 shm.destroy_shared_memory_region(region.handle)
             except Exception as error:  # noqa: BLE001
