@@ -9,6 +9,9 @@ sets. float32, TF32 off (torch's default). Prints JSON and writes it to $OUT (de
 Without a GPU it only runs the CPU side and the parity on CPU.
 
     python bench/bench_gpu_export.py [vit_b|vit_l|vit_h|tiny|CONFIG.json]
+
+Run it from the repository root with the project installed (``scripts/setup_env.sh``), or with
+``PYTHONPATH=.`` where only torch is installed (as on a lent GPU machine).
 """
 
 from __future__ import annotations
