@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 import sam
-from sam.automatic._reference_like import ReferenceLikeGenerator, compare_annotations
+from sam.automatic._reference_like import ReferenceLikeGenerator, compare_annotations, relative_difference
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -109,9 +109,9 @@ def main() -> None:
             times["baseline"].append(base_s)
             times["ours"].append(ours_s)
             count = len(ours_out)
-            score_diff = max([score_diff] + [abs(a[k] - b[k]) / max(abs(a[k]), abs(b[k]), 1e-30)
+            score_diff = max([score_diff] + [relative_difference(a[k], b[k])
                                              for a, b in zip(ours_out, base_out, strict=True)
-                                             for k in ("predicted_iou", "stability_score") if a[k] == a[k]])
+                                             for k in ("predicted_iou", "stability_score")])
             print(f"  {name}: baseline {base_s:.1f} s, ours {ours_s:.1f} s", flush=True)
         base = statistics.median(times["baseline"])
         ours = statistics.median(times["ours"])

@@ -225,10 +225,16 @@ class ReferenceLikeGenerator:
         return out
 
 
+def relative_difference(a: float, b: float) -> float:
+    """``|a - b|`` relative to the larger magnitude: 0 when equal (both NaN included: an empty
+    mask's stability), inf when exactly one is NaN."""
+    if a != a or b != b:
+        return 0.0 if (a != a and b != b) else float("inf")
+    return 0.0 if a == b else abs(a - b) / max(abs(a), abs(b))
+
+
 def _same_float(a: float, b: float, rel_tol: float = 0.0) -> bool:
-    if a != a or b != b:  # NaN (an empty mask's stability) equals NaN here
-        return a != a and b != b
-    return a == b or abs(a - b) <= rel_tol * max(abs(a), abs(b))
+    return relative_difference(a, b) <= rel_tol
 
 
 def compare_annotations(ours: list[dict[str, Any]], baseline: list[dict[str, Any]],

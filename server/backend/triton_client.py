@@ -289,13 +289,11 @@ class SharedMemoryPool:
             try:
                 await self._client.unregister_system_shared_memory(name, client_timeout=CONTROL_TIMEOUT_S)
                 return
-            except InferenceServerException as error:
-                if error.status() != "StatusCode.INTERNAL" or attempt + 1 == UNREGISTER_ATTEMPTS:
+            except Exception as error:  # noqa: BLE001 - best effort
+                in_use = isinstance(error, InferenceServerException) and error.status() == "StatusCode.INTERNAL"
+                if not in_use or attempt + 1 == UNREGISTER_ATTEMPTS:
                     log.debug("unregistering shared memory %s failed: %s", name, error)
                     return
-            except Exception as error:  # noqa: BLE001
-                log.debug("unregistering shared memory %s failed: %s", name, error)
-                return
             await asyncio.sleep(0.05 * 2**attempt)
 
     async def close(self) -> None:

@@ -156,7 +156,6 @@ def call_metadata(token: str | None, extra: Iterable[tuple[str, str]] = ()) -> t
     return tuple(metadata)
 
 
-
 class ClientBase:
     """The arguments, settings and channel the sync and asyncio clients share (documented on
     :class:`sam_client.SamClient`). A subclass names its gRPC module (``grpc`` or ``grpc.aio``)
@@ -188,6 +187,7 @@ class ClientBase:
         self._rng = random.Random()
         self._channel = open_channel(self._channels, address, tls, root_certificates, max_message_bytes, options)
         self._calls, self._health = bind_methods(self._channel)
+
 
 # -- requests ---------------------------------------------------------------------------------------
 
