@@ -12,6 +12,8 @@ gateway and the automatic mask generator all call these functions.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from PIL import Image
 
@@ -66,32 +68,66 @@ def _bilinear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray,
     return i0, i1, t
 
 
-def _resample_axis(x: np.ndarray, axis: int, out_size: int, limit: int | None = None) -> np.ndarray:
-    """Resamples ``axis`` of ``x`` to ``out_size``, computing only the first ``limit`` outputs."""
-    i0, i1, t = _bilinear_taps(x.shape[axis], out_size)
-    if limit is not None:
-        i0, i1, t = i0[:limit], i1[:limit], t[:limit]
-    shape = [1] * x.ndim
-    shape[axis] = t.shape[0]
-    t = t.reshape(shape)
-    a = np.take(x, i0, axis=axis)
-    b = np.take(x, i1, axis=axis)
-    return a + (b - a) * t
+@functools.lru_cache(maxsize=64)
+def _axis_taps(low: int, image_size: int, kept: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One axis of the postprocessing as taps: ``(index intp [out_size, k], weight float32 [out_size, k])``.
+
+    Output pixel ``i`` is ``sum_j weight[i, j] * low_res[index[i, j]]``: linear ``low -> image_size``,
+    keep the first ``kept`` samples (the resized image inside the padded frame), linear
+    ``kept -> out_size`` (skipped when equal). Two composed 2-tap rules give ``k <= 4`` taps per
+    output (unused taps have weight 0); the weights are summed in float64 and rounded once.
+    """
+    i0, i1, t = _bilinear_taps(low, image_size)
+    i0, i1, t = i0[:kept], i1[:kept], t[:kept].astype(np.float64)
+    rows = np.arange(out_size)
+    if kept == out_size:
+        a, b, u = rows, rows, np.zeros(out_size)
+    else:
+        a, b, u32 = _bilinear_taps(kept, out_size)
+        u = u32.astype(np.float64)
+    matrix = np.zeros((out_size, low), np.float64)
+    for src, weight in ((a, 1.0 - u), (b, u)):
+        np.add.at(matrix, (rows, i0[src]), weight * (1.0 - t[src]))
+        np.add.at(matrix, (rows, i1[src]), weight * t[src])
+    k = int((matrix != 0).sum(axis=1).max())
+    index = np.argsort(matrix == 0, axis=1, kind="stable")[:, :k]  # non-zero columns first
+    weight = np.take_along_axis(matrix, index, axis=1).astype(np.float32)
+    index.flags.writeable = weight.flags.writeable = False
+    return index, weight
+
+
+def _resample_middle(x: np.ndarray, taps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``[N, A, B] -> [N, out, B]``: axis 1 resampled by ``taps`` (whole contiguous rows per tap)."""
+    index, weight = taps
+    out = np.take(x, index[:, 0], axis=1)
+    out *= weight[:, 0, None]
+    term = np.empty_like(out)
+    for j in range(1, index.shape[1]):
+        np.take(x, index[:, j], axis=1, out=term)
+        term *= weight[:, j, None]
+        out += term
+    return out
 
 
 def upscale_logits(low_res: np.ndarray, input_size: tuple[int, int], original_size: tuple[int, int],
                    image_size: int) -> np.ndarray:
     """Low-res logits ``...x4gx4g`` -> ``...xHxW`` float32 logits in original pixels.
 
-    Bilinear to ``S x S`` (only the part inside the resized image is computed), crop to
-    ``input_size``, bilinear to ``original_size``: the same as the model's postprocessing.
+    The model's postprocessing (bilinear to ``S x S``, crop to ``input_size``, bilinear to
+    ``original_size``) is linear and separable, so each axis is one set of at most 4 taps per output
+    pixel (cached per geometry), applied to whole rows: columns on the transposed logits, then rows.
+    Nothing of the ``S x S`` frame outside the output is computed (vit_b, 3 masks to 480x640, one
+    thread: about 2.7 ms, against 17 ms for resampling in two steps). The result equals PyTorch's
+    two ``interpolate`` calls to float32 rounding (a few 1e-6 of the logits' scale), so masks agree
+    except where a logit is within that of the threshold.
     """
     x = np.asarray(low_res, dtype=np.float32)
+    lead, (low_h, low_w) = x.shape[:-2], x.shape[-2:]
     in_h, in_w = input_size
     out_h, out_w = original_size
-    x = _resample_axis(x, x.ndim - 1, image_size, limit=in_w)
-    x = _resample_axis(x, x.ndim - 2, image_size, limit=in_h)
-    if (in_h, in_w) != (out_h, out_w):
-        x = _resample_axis(x, x.ndim - 1, out_w)
-        x = _resample_axis(x, x.ndim - 2, out_h)
-    return x.astype(np.float32, copy=False)
+    cols = _axis_taps(low_w, image_size, in_w, out_w)
+    rows = _axis_taps(low_h, image_size, in_h, out_h)
+    flipped = np.ascontiguousarray(x.reshape(-1, low_h, low_w).transpose(0, 2, 1))  # [N, low_w, low_h]
+    wide = _resample_middle(flipped, cols)  # [N, W, low_h]
+    upright = np.ascontiguousarray(wide.transpose(0, 2, 1))  # [N, low_h, W]
+    return _resample_middle(upright, rows).reshape(*lead, out_h, out_w)
