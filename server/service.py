@@ -486,7 +486,10 @@ class SegmentationService:
                 if given is not None:
                     mask_input[row, 0] = given
                     has_mask[row] = 1.0
-            low_res, iou = await self.backend.decode(record.embedding, coords, labels, mask_input, has_mask)
+            low_res, iou = await self.backend.decode(
+                record.embedding, coords, labels, mask_input, has_mask,
+                embedding_key=f"{info.model_id}/{record.image_id}",
+            )  # fmt: skip
             return indices, low_res, iou
 
         with self._stage("decode_prompt"):

@@ -60,6 +60,8 @@ class FakeBackend:
         point_labels: np.ndarray,
         mask_input: np.ndarray,
         has_mask_input: np.ndarray,
+        *,
+        embedding_key: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         self.decode_calls.append(
             {"coords": point_coords, "labels": point_labels, "mask_input": mask_input, "has_mask": has_mask_input}

@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
+import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException
 
 from sam.transforms import resize_image
 from server.backend.local_triton import free_ports
-from server.backend.triton_client import ModelInfo, TritonClient, map_triton_error
+from server.backend.triton_client import SHARED_OUTPUT_SETS, ModelInfo, TritonClient, map_triton_error
 from server.errors import DeadlineExceeded, Internal, InvalidArgument, Unavailable
 from tests.server.helpers import scene
 
@@ -98,6 +99,38 @@ async def test_shared_memory_gives_the_same_tensors_and_is_released(plain: Trito
         await shared.close()
     assert _shm_regions(sam_service.triton_url) == []
     assert not [f for f in os.listdir("/dev/shm") if f.startswith(f"sam-gw-{os.getpid()}-")]
+
+
+async def test_shared_memory_outputs_and_the_held_embedding(plain: TritonClient, sam_service: Any) -> None:
+    first = await plain.embed(resize_image(scene(150, 100, seed=4), 256))
+    second = await plain.embed(resize_image(scene(90, 160, seed=5), 256))
+    many = SHARED_OUTPUT_SETS + 2  # more sets than the region keeps room for: outputs in the response
+    expected = {name: await plain.decode(emb, *_prompts(2)) for name, emb in (("first", first), ("second", second))}
+    expected_many = await plain.decode(first, *_prompts(many))
+    shared = TritonClient(sam_service.triton_url, use_shared_memory=True)
+    try:
+        for _ in range(2):  # the second round finds "first" held in the region and sends it as it is
+            low, iou = await shared.decode(first, *_prompts(2), embedding_key="m/first")
+            np.testing.assert_array_equal(low, expected["first"][0])
+            np.testing.assert_array_equal(iou, expected["first"][1])
+        region = shared._pool._all[0]  # type: ignore[union-attr]  # Triton wrote the masks after the embedding
+        in_region = shm.get_contents_as_numpy(region.handle, np.float32, list(low.shape), first.nbytes)
+        np.testing.assert_array_equal(in_region, expected["first"][0])
+        # A key names its embedding for good: under the same key the region is not written again.
+        low, _ = await shared.decode(second, *_prompts(2), embedding_key="m/first")
+        np.testing.assert_array_equal(low, expected["first"][0])
+        low, _ = await shared.decode(second, *_prompts(2), embedding_key="m/second")
+        np.testing.assert_array_equal(low, expected["second"][0])
+        # The encoder writes its output where the embedding was: the held key is forgotten.
+        await shared.embed(resize_image(scene(60, 60, seed=6), 256))
+        low, _ = await shared.decode(second, *_prompts(2), embedding_key="m/second")
+        np.testing.assert_array_equal(low, expected["second"][0])
+        low, iou = await shared.decode(first, *_prompts(many), embedding_key="m/first")
+        np.testing.assert_array_equal(low, expected_many[0])
+        np.testing.assert_array_equal(iou, expected_many[1])
+        assert shared.use_shared_memory and len(_shm_regions(sam_service.triton_url)) == 1
+    finally:
+        await shared.close()
 
 
 async def test_a_dead_triton_is_unavailable_quickly() -> None:
