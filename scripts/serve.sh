@@ -17,7 +17,9 @@
 #
 # SAM_SERVE_MODEL (registry name or JSON config) and SAM_SERVE_CHECKPOINT serve another model,
 # e.g. an official checkpoint. Environment: every SAM_* gateway setting applies (python -m server --help), e.g. SAM_PORT,
-# SAM_METRICS_PORT, SAM_CACHE_CAPACITY_BYTES; SAM_TRITON_URL is set here to the Triton started here.
+# SAM_METRICS_PORT, SAM_CACHE_CAPACITY_BYTES; SAM_TRITON_URL is set here to the Triton started here,
+# and SAM_USE_SHARED_MEMORY defaults to true (both run on this host; set it to false to send tensors
+# in the gRPC messages instead).
 # TRITON_HTTP_PORT, TRITON_GRPC_PORT, TRITON_METRICS_PORT (default 8000, 8001, 8002) move Triton.
 # Logs: build/serve/gateway.log (JSON lines) and build/serve/triton.log.
 set -euo pipefail
@@ -81,6 +83,7 @@ triton_http=${TRITON_HTTP_PORT:-8000}
 triton_grpc=${TRITON_GRPC_PORT:-8001}
 triton_metrics=${TRITON_METRICS_PORT:-8002}
 export SAM_TRITON_URL="127.0.0.1:$triton_grpc"
+export SAM_USE_SHARED_MEMORY="${SAM_USE_SHARED_MEMORY:-true}"
 gateway_port=${SAM_PORT:-50051}
 metrics_port=${SAM_METRICS_PORT:-9090}
 
