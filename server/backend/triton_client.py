@@ -600,21 +600,23 @@ class TritonClient:
             # Outputs after the embedding, when they fit: [low-res masks | IoU predictions].
             offsets = [embedding.nbytes]
             offsets.append(offsets[0] + int(np.prod(output_shapes[0])) * 4)
-            shared_outputs = shared and offsets[1] + batch * 4 * 4 <= region.byte_size  # type: ignore[union-attr]
-            if shared_outputs:
+            fits = region is not None and shared and offsets[1] + batch * 4 * 4 <= region.byte_size
+            output_region = region if fits else None
+            if output_region is not None:
                 for output, shape, offset in zip(outputs, output_shapes, offsets, strict=True):
-                    output.set_shared_memory(region.name, int(np.prod(shape)) * 4, offset)  # type: ignore[union-attr]
+                    output.set_shared_memory(output_region.name, int(np.prod(shape)) * 4, offset)
             attributes = {"sam.prompt_sets": batch, "sam.points_per_set": int(point_coords.shape[1]),
                           "triton.shared_memory": shared}  # fmt: skip
             result = await self._infer(self.decoder_model, [tensor, *prompt_tensors], outputs, attributes)
-            if shared_outputs:
+            if output_region is not None:
                 for name, shape in zip(DECODER_OUTPUTS, output_shapes, strict=True):
                     described = result.get_output(name)
                     if described is None or tuple(described.shape) != shape:
                         raise Internal("the decoder returned outputs of an unexpected shape")
                 # Copy out: the region is reused by the next call.
+                handle = output_region.handle
                 low_res, iou = (
-                    np.array(shm.get_contents_as_numpy(region.handle, np.float32, list(shape), offset), copy=True)  # type: ignore[union-attr]
+                    np.array(shm.get_contents_as_numpy(handle, np.float32, list(shape), offset), copy=True)
                     for shape, offset in zip(output_shapes, offsets, strict=True)
                 )
                 return low_res, iou
