@@ -99,8 +99,8 @@ class Settings:
     )
     use_shared_memory: bool = _setting(
         False,
-        "Send images and embeddings to Triton through system shared memory (only when the gateway and "
-        "Triton share a host and /dev/shm).",
+        "Exchange embeddings and decoder outputs with Triton through system shared memory (only when "
+        "the gateway and Triton share a host and /dev/shm).",
     )
     cache_capacity_bytes: int = _setting(
         1 << 30,
