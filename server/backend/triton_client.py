@@ -321,9 +321,14 @@ class SharedMemoryPool:
         self._free.clear()
 
 
-def _decoder_output_nbytes(info: ModelInfo, prompt_sets: int) -> int:
-    """Bytes of the decoder's float32 outputs for ``prompt_sets`` sets: 4 low-res masks + 4 scores each."""
-    return prompt_sets * 4 * (info.low_res_size * info.low_res_size + 1) * 4
+def _decoder_output_shapes(prompt_sets: int, low_res_size: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Shapes of the decoder's float32 outputs (``DECODER_OUTPUTS`` order): 4 low-res masks and 4
+    scores per prompt set."""
+    return (prompt_sets, 4, low_res_size, low_res_size), (prompt_sets, 4)
+
+
+def _float32_nbytes(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape)) * 4
 
 
 def _is_shared_memory_error(error: BaseException) -> bool:
@@ -473,7 +478,8 @@ class TritonClient:
             return None
         if self._pool is None:
             info = await self.model_info()
-            size = info.embedding_nbytes + SHARED_OUTPUT_SETS * _decoder_output_nbytes(info, 1)
+            outputs = _decoder_output_shapes(SHARED_OUTPUT_SETS, info.low_res_size)
+            size = info.embedding_nbytes + sum(_float32_nbytes(shape) for shape in outputs)
             self._pool = SharedMemoryPool(self._client, size, self._shared_memory_regions)
         return self._pool
 
@@ -582,13 +588,17 @@ class TritonClient:
             tensor.set_data_from_numpy(array)
             prompt_tensors.append(tensor)
         batch = int(point_coords.shape[0])
-        low_res_size = 4 * embedding.shape[-1]
-        output_shapes = ((batch, 4, low_res_size, low_res_size), (batch, 4))
+        output_shapes = _decoder_output_shapes(batch, 4 * embedding.shape[-1])
+        # In a shared region the outputs follow the embedding: [low-res masks | IoU predictions].
+        output_sizes = [_float32_nbytes(shape) for shape in output_shapes]
+        output_offsets = [embedding.nbytes, embedding.nbytes + output_sizes[0]]
+        outputs_end = output_offsets[1] + output_sizes[1]
 
         async def run(region: _Region | None) -> tuple[np.ndarray, np.ndarray]:
             tensor = InferInput(DECODER_INPUTS[0], list(embedding.shape), "FP32")
             outputs = [InferRequestedOutput(name) for name in DECODER_OUTPUTS]
             shared = region is not None and embedding.nbytes <= region.byte_size
+            output_region: _Region | None = None
             if region is None or not shared:
                 tensor.set_data_from_numpy(embedding)
             else:
@@ -597,14 +607,10 @@ class TritonClient:
                     shm.set_shared_memory_region(region.handle, [embedding])
                     region.holds = embedding_key
                 tensor.set_shared_memory(region.name, embedding.nbytes)
-            # Outputs after the embedding, when they fit: [low-res masks | IoU predictions].
-            offsets = [embedding.nbytes]
-            offsets.append(offsets[0] + int(np.prod(output_shapes[0])) * 4)
-            fits = region is not None and shared and offsets[1] + batch * 4 * 4 <= region.byte_size
-            output_region = region if fits else None
-            if output_region is not None:
-                for output, shape, offset in zip(outputs, output_shapes, offsets, strict=True):
-                    output.set_shared_memory(output_region.name, int(np.prod(shape)) * 4, offset)
+                if outputs_end <= region.byte_size:
+                    output_region = region
+                    for output, size, offset in zip(outputs, output_sizes, output_offsets, strict=True):
+                        output.set_shared_memory(region.name, size, offset)
             attributes = {"sam.prompt_sets": batch, "sam.points_per_set": int(point_coords.shape[1]),
                           "triton.shared_memory": shared}  # fmt: skip
             result = await self._infer(self.decoder_model, [tensor, *prompt_tensors], outputs, attributes)
@@ -617,7 +623,7 @@ class TritonClient:
                 handle = output_region.handle
                 low_res, iou = (
                     np.array(shm.get_contents_as_numpy(handle, np.float32, list(shape), offset), copy=True)
-                    for shape, offset in zip(output_shapes, offsets, strict=True)
+                    for shape, offset in zip(output_shapes, output_offsets, strict=True)
                 )
                 return low_res, iou
             low_res, iou = (result.as_numpy(name) for name in DECODER_OUTPUTS)
