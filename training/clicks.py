@@ -11,7 +11,10 @@ Training (SAM, Kirillov et al. 2023, appendix "Training algorithm"): 11 rounds p
 - Round 1: a foreground point sampled uniformly from the ground-truth mask, or the ground-truth
   box with noise, each with probability 1/2. Box noise: per coordinate, normal with standard
   deviation 10% of the box side (width for x, height for y) but at most 20 px, truncated to
-  +-20 px, so a corner never moves more than 20 px. Multimask output (the prompt is ambiguous).
+  +-20 px, so a corner never moves more than 20 px. A lone point is ambiguous: multimask output
+  (the 3 outputs, lowest loss trained). A box is not (SAM predicts one mask once more than one
+  prompt point is given, and a box is two): single-mask output, the token the evaluation and the
+  service read for a box.
 - Later rounds: a point sampled uniformly from the error region of the previous prediction
   (false negative -> foreground point, false positive -> background point); the previous round's
   low-res logits are the mask prompt (where several masks were predicted, the one with the highest
@@ -58,7 +61,8 @@ class Round:
     """One round of simulated interaction.
 
     ``kind``: ``first`` (point or box), ``click`` (one new correction point) or ``mask_only`` (no new
-    point). ``multimask``: predict the 3 multimask outputs (else the single output).
+    point). ``multimask``: predict the 3 multimask outputs for a point-only prompt (else, and for a
+    box, the single output).
     ``feeds_mask``: the previous round's logits are the mask prompt.
     """
 
@@ -85,8 +89,8 @@ def _check_mask(name: str, mask: np.ndarray) -> np.ndarray:
 
 
 def plan_rounds(rng: np.random.Generator, num_rounds: int = NUM_ROUNDS) -> list[Round]:
-    """The rounds of one interactive training episode: round 0 the first prompt (multimask), one
-    random middle round (1..num_rounds-2, 0-based) and the last round mask-only, the others one
+    """The rounds of one interactive training episode: round 0 the first prompt (multimask for a
+    point), one random middle round (1..num_rounds-2, 0-based) and the last round mask-only, the others one
     correction click each; every round after the first feeds the previous logits."""
     if num_rounds < 3:
         raise ValueError(f"num_rounds must be >= 3 (first, a middle mask-only round, the last), got {num_rounds}")

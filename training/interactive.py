@@ -15,7 +15,8 @@ Prompt packing per round (the decoder contract): a point-first set is ``[first p
 corrections..., padding point]``, a box-first set ``[corrections..., box top-left, box
 bottom-right]``; both have ``2 + (number of correction rounds so far)`` points, so sets of both
 kinds batch together. A correction round whose prediction has no error adds a padding point.
-Mask prompts are detached (no gradient flows from one round into the previous one).
+Mask prompts are detached (no gradient flows from one round into the previous one). Round 1 is
+multimask for point-first sets and single-output for box-first sets (a box is unambiguous).
 """
 
 from __future__ import annotations
@@ -67,6 +68,36 @@ def _pack(points: list[list[tuple[float, float, int]]], boxes: list[np.ndarray |
         labels.append(lab)
     return (torch.tensor(coords, dtype=torch.float32, device=device),
             torch.tensor(labels, dtype=torch.int64, device=device))
+
+
+def _round_loss(low_res: torch.Tensor, iou_pred: torch.Tensor, multi: np.ndarray, loss_targets: torch.Tensor,
+                iou_weight: float) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, float]:
+    """One round's loss over ``B`` prompt sets: rows where ``multi`` use the 3 multimask outputs
+    (tokens 1-3), the others the single output (token 0); each group's :func:`sam_loss` is weighted
+    by its share of ``B``. Returns (total, ``[mask, iou, focal, dice]`` floats, the ``Bx1xLxL``
+    detached logits passed on, mean true IoU of those), passing on each multimask row's output with
+    the highest predicted IoU."""
+    b = low_res.shape[0]
+    loss_size = loss_targets.shape[-1]
+    total = low_res.new_zeros(())
+    parts = np.zeros(4)
+    passed = torch.empty_like(low_res[:, :1]).detach()
+    passed_iou = 0.0
+    for rows_np, picked in ((np.flatnonzero(multi), slice(1, None)), (np.flatnonzero(~multi), slice(0, 1))):
+        if rows_np.size == 0:
+            continue
+        rows = torch.as_tensor(rows_np, device=low_res.device)
+        logits, scores = low_res[rows, picked], iou_pred[rows, picked]
+        up = F.interpolate(logits, size=(loss_size, loss_size), mode="bilinear", align_corners=False)
+        out = sam_loss(up, scores, loss_targets[rows], iou_weight=iou_weight)
+        share = rows_np.size / b
+        total = total + share * out.total
+        parts += share * np.array([out.mask.item(), out.iou.item(), out.focal.item(), out.dice.item()])
+        best = scores.detach().argmax(dim=1)
+        within = torch.arange(rows_np.size, device=low_res.device)
+        passed[rows] = logits.detach()[within, best].unsqueeze(1)
+        passed_iou += share * float(out.true_iou[within, best].mean())
+    return total, parts, passed, passed_iou
 
 
 def resize_targets(targets: torch.Tensor, size: int) -> torch.Tensor:
@@ -140,16 +171,13 @@ def run_episode(decode: DecodeFn, targets: torch.Tensor, valid_sizes: Sequence[t
         feed = mask_input if rnd.feeds_mask else None
         has_mask = None if feed is None else torch.ones(b, device=device)
         low_res, iou_pred = decode(coords, labels, feed, has_mask)
-        picked = slice(1, None) if rnd.multimask else slice(0, 1)
-        logits, scores = low_res[:, picked], iou_pred[:, picked]
-        up = F.interpolate(logits, size=(loss_size, loss_size), mode="bilinear", align_corners=False)
-        out = sam_loss(up, scores, loss_targets, iou_weight=iou_weight)
-        losses.append(out.total)
-        parts += [out.mask.item(), out.iou.item(), out.focal.item(), out.dice.item()]
-        best = scores.detach().argmax(dim=1)
-        rows = torch.arange(b, device=device)
-        mask_input = logits.detach()[rows, best].unsqueeze(1)
-        round_iou.append(float(out.true_iou[rows, best].mean()))
+        # multimask output only for an ambiguous prompt: a lone first point; a box is unambiguous
+        multi = np.array([rnd.multimask and kind == "point" for kind in kinds])
+        total, round_parts, passed, passed_iou = _round_loss(low_res, iou_pred, multi, loss_targets, iou_weight)
+        losses.append(total)
+        parts += round_parts
+        mask_input = passed
+        round_iou.append(passed_iou)
     n = len(rounds)
     return EpisodeResult(
         loss=torch.stack(losses).mean(),
