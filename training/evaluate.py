@@ -4,7 +4,9 @@ Protocol (per object = per ground-truth instance mask, every level of a syntheti
 
 - 1 click: the object's point farthest from its boundary, multimask output; the IoU of the best of
   the 3 masks (oracle) and of the top-ranked one (highest predicted IoU) are both reported.
-- Box: the object's tight box (no noise), single-mask output (token 0).
+- Box: the object's tight box (no noise), single-mask output (token 0). As a reference the report
+  also gives the IoU of the box itself taken as the mask (``box_fill_miou``): a model's box mIoU
+  below it means its box masks are worse than no segmentation at all.
 - NoC@85 / NoC@90: click 1 as above (the top-ranked mask is kept), then each next click at the
   centre of the largest error region (see :mod:`training.clicks`) with the previous low-res logits
   as the mask prompt and single-mask output, up to ``max_clicks`` (20) clicks; an object that never
@@ -116,6 +118,9 @@ def evaluate_image(model: Any, image: np.ndarray, masks: np.ndarray, max_clicks:
     box_coords = np.stack([mask_box(g).reshape(2, 2) for g in masks])
     box_pred, _, _ = decode(box_coords, np.tile([[2, 3]], (m, 1)), None, single)
     out["box"] = [iou(box_pred[i, 0], masks[i]) for i in range(m)]
+    # the mask lies inside its tight box, so the box-as-mask IoU is |mask| / |box|
+    sides = box_coords[:, 1] - box_coords[:, 0] + 1  # [M, (w, h)], inclusive corners
+    out["box_fill"] = (masks.reshape(m, -1).sum(axis=1) / sides.prod(axis=1)).tolist()
 
     if with_noc:
         curves = [[float(ious[i, top[i]])] for i in range(m)]
@@ -146,6 +151,8 @@ def summarize(per_object: dict[str, list], levels: Sequence[int] | None = None,
             "one_click_miou_top_ranked": float(np.mean(np.asarray(per_object["one_click_top"])[idx])),
             "box_miou": float(np.mean(np.asarray(per_object["box"])[idx])),
         }
+        if per_object.get("box_fill"):
+            res["box_fill_miou"] = float(np.mean(np.asarray(per_object["box_fill"])[idx]))
         if per_object.get("curves"):
             curves = [per_object["curves"][i] for i in idx]
             for t in NOC_THRESHOLDS:
@@ -177,8 +184,8 @@ def evaluate(model: Any, samples: Iterable[Any], max_clicks: int = MAX_CLICKS, w
     was_training = model.training
     model.eval()
     rng = np.random.default_rng(seed)
-    per_object: dict[str, list] = {"one_click_best": [], "one_click_top": [], "box": [], "pred_iou": [],
-                                   "true_iou": [], "curves": []}
+    per_object: dict[str, list] = {"one_click_best": [], "one_click_top": [], "box": [], "box_fill": [],
+                                   "pred_iou": [], "true_iou": [], "curves": []}
     levels: list[int] = []
     has_levels = True
     images = 0
@@ -239,7 +246,8 @@ def markdown_table(report: dict[str, Any]) -> str:
     """The report as a markdown table: one row per object group (all, then each level)."""
     cols = [("objects", "objects"), ("one_click_miou_best_of_3", "1-click mIoU (best of 3)"),
             ("one_click_miou_top_ranked", "1-click mIoU (top-ranked)"), ("box_miou", "box mIoU"),
-            ("noc85", "NoC@85"), ("noc90", "NoC@90"), ("spearman_pred_vs_true_iou", "Spearman (pred vs true IoU)")]
+            ("noc85", "NoC@85"), ("noc90", "NoC@90"), ("spearman_pred_vs_true_iou", "Spearman (pred vs true IoU)"),
+            ("box_fill_miou", "box itself as the mask (reference)")]
     rows = [("all", report["overall"])] + list(report.get("by_level", {}).items())
     lines = ["| group | " + " | ".join(title for _, title in cols) + " |",
              "|---" * (len(cols) + 1) + "|"]

@@ -77,7 +77,17 @@ def test_oracle_scores_perfectly_and_empty_scores_zero_with_noc_capped():
     assert empty["noc90"] == 5.0  # never reached: counts the click budget
     assert np.isnan(empty["spearman_pred_vs_true_iou"])  # true IoU is constant 0
     table = markdown_table(empty_report)
-    assert "| all | 2 | 0.000 | 0.000 | 0.000 | 5.000 | 5.000 | n/a |" in table
+    assert "| all | 2 | 0.000 | 0.000 | 0.000 | 5.000 | 5.000 | n/a | 1.000 |" in table
+
+
+def test_box_fill_reference_is_the_box_taken_as_the_mask():
+    masks = np.zeros((1, 64, 64), bool)
+    masks[0, 10:40, 10:20] = True  # an L: 30x10 upright + 10x20 foot = 500 px in a 30x30 box
+    masks[0, 30:40, 20:40] = True
+    s = Sample(np.zeros((64, 64, 3), np.uint8), masks, np.array([0]))
+    overall = evaluate(OracleModel(masks), [s], max_clicks=2)["overall"]
+    assert overall["box_fill_miou"] == pytest.approx(500 / 900)
+    assert overall["box_miou"] == 1.0  # the oracle segments the L, which beats the box itself
 
 
 @pytest.mark.slow
