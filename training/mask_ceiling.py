@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,8 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ious += fit_low_res(scene.masks, args.image_size, args.low_res, args.steps).tolist()
         levels += scene.levels.tolist()
     arr = np.asarray(ious)
-    report = {"objects": arr.size, "miou": float(arr.mean()), "share_iou_at_least_0.90": float((arr >= 0.9).mean()),
-              "share_iou_at_least_0.85": float((arr >= 0.85).mean())}
+    report: dict[str, Any] = {
+        "objects": arr.size,
+        "miou": float(arr.mean()),
+        "share_iou_at_least_0.90": float((arr >= 0.9).mean()),
+        "share_iou_at_least_0.85": float((arr >= 0.85).mean()),
+    }
     lv = np.asarray(levels)
     report["by_level_miou"] = {name: float(arr[lv == k].mean()) for k, name in enumerate(("whole", "part", "sub-part"))
                                if (lv == k).any()}
