@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from training.losses import mask_iou
+
 
 def fit_low_res(masks: np.ndarray, image_size: int, low_res: int, steps: int = 150) -> np.ndarray:
     """``MxHxW`` bool masks of one image (``H, W <= image_size``, already at input scale) -> ``M``
@@ -47,11 +49,7 @@ def fit_low_res(masks: np.ndarray, image_size: int, low_res: int, steps: int = 1
         (1 - soft_iou).sum().backward()
         opt.step()
     with torch.no_grad():
-        pred = upscale(logits)[:, 0] > 0
-        truth = target[:, 0] > 0.5
-        inter = (pred & truth).sum((1, 2)).float()
-        union = (pred | truth).sum((1, 2)).float().clamp(min=1)
-    return (inter / union).numpy()
+        return mask_iou(upscale(logits), target)[:, 0].numpy()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--low-res", type=int, default=64, help="side L of the low-res logit grid (4x the embedding grid)")
     p.add_argument("--steps", type=int, default=150, help="Adam steps per image")
     args = p.parse_args(argv)
-    from training.data.synthetic import SceneConfig, SyntheticDataset
+    from training.data.synthetic import LEVEL_NAMES, SceneConfig, SyntheticDataset
 
     ious, levels = [], []
     for scene in SyntheticDataset(args.split, args.num_images, SceneConfig(long_side=args.image_size)):
@@ -76,8 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "share_iou_at_least_0.85": float((arr >= 0.85).mean()),
     }
     lv = np.asarray(levels)
-    report["by_level_miou"] = {name: float(arr[lv == k].mean()) for k, name in enumerate(("whole", "part", "sub-part"))
-                               if (lv == k).any()}
+    report["by_level_miou"] = {name: float(arr[lv == k].mean())
+                               for k, name in enumerate(LEVEL_NAMES) if (lv == k).any()}
     print(json.dumps(report, indent=2))
     return 0
 
