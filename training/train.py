@@ -78,10 +78,12 @@ class TrainConfig:
     rounds: int = 11
     # curriculum: for the first ``curriculum_steps`` steps, episodes have ``curriculum_rounds`` rounds
     # and, with ``curriculum_whole_only`` (synthetic data), only whole objects are prompted; the full
-    # recipe afterwards
+    # recipe afterwards; with ``curriculum_full_every`` = N > 0, every N-th curriculum step (steps N-1,
+    # 2N-1, ...) runs the full recipe instead, so that the corrections are not forgotten meanwhile
     curriculum_steps: int = 0
     curriculum_rounds: int = 3
     curriculum_whole_only: bool = False
+    curriculum_full_every: int = 0
     # fresh models only (no ``init``): if > 0, every attention of the mask decoder starts with its key
     # projection equal to its query projection, both scaled by this gain, so that q.k already
     # compares positional encodings (a point prompt attends to the image near it from step 0)
@@ -110,8 +112,8 @@ class TrainConfig:
         if self.rounds < 3 or self.curriculum_rounds < 3:
             problems.append("rounds and curriculum_rounds must be >= 3 "
                             "(first prompt, a middle mask-only round, the last)")
-        if self.curriculum_steps < 0:
-            problems.append("curriculum_steps must be >= 0")
+        if self.curriculum_steps < 0 or self.curriculum_full_every < 0:
+            problems.append("curriculum_steps and curriculum_full_every must be >= 0")
         source = self.data.get("source") if isinstance(self.data, dict) else None
         if source not in ("synthetic", "coco"):
             problems.append('data.source must be "synthetic" or "coco"')
@@ -361,6 +363,13 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def in_curriculum(config: TrainConfig, step: int) -> bool:
+    """Whether 0-based ``step`` runs the curriculum's short episodes (``curriculum_rounds`` rounds,
+    whole objects only if ``curriculum_whole_only``) rather than the full recipe."""
+    every = config.curriculum_full_every
+    return step < config.curriculum_steps and not (every > 0 and (step + 1) % every == 0)
+
+
 # ----------------------------------------------------------------------------------------------
 # Run folder: checkpoints, log, progress
 
@@ -519,7 +528,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
         end = config.steps if stop_after is None else min(config.steps, start + stop_after)
         while step < end:
             rng = np.random.default_rng([config.seed, step])
-            warm = step < config.curriculum_steps
+            warm = in_curriculum(config, step)
             batch = make_batch(model, source, config, rng, step, device, cache,
                                whole_only=warm and config.curriculum_whole_only)
             embeddings = batch.embeddings

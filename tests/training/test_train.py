@@ -8,7 +8,7 @@ from PIL import Image
 import sam
 from training.clicks import plan_rounds
 from training.interactive import run_episode
-from training.train import TrainConfig, TrainSource, build, lr_factor, main, make_batch, train
+from training.train import TrainConfig, TrainSource, build, in_curriculum, lr_factor, main, make_batch, train
 
 # A tiny, fast recipe: 2 fixed scenes, 4 objects each, 3 rounds, loss at the 64 px low-res size.
 TINY = {
@@ -128,6 +128,15 @@ def test_config_errors_and_schedule():
     assert lr_factor(10, 10, 100, 0.1) == pytest.approx(1.0)
     assert lr_factor(55, 10, 100, 0.1) == pytest.approx(0.55)
     assert lr_factor(100, 10, 100, 0.1) == pytest.approx(0.1)
+
+
+def test_curriculum_interleaves_full_recipe_steps():
+    with pytest.raises(ValueError, match="curriculum_full_every"):
+        TrainConfig.from_dict(TINY | {"curriculum_full_every": -1})
+    plain = TrainConfig.from_dict(TINY | {"curriculum_steps": 6})
+    assert [in_curriculum(plain, s) for s in range(8)] == [True] * 6 + [False] * 2
+    mixed = TrainConfig.from_dict(TINY | {"curriculum_steps": 6, "curriculum_full_every": 3})
+    assert [in_curriculum(mixed, s) for s in range(8)] == [True, True, False, True, True, False, False, False]
 
 
 def test_curriculum_prompts_whole_objects_only_and_checks_rounds():
