@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,3 +159,16 @@ def test_curriculum_prompts_whole_objects_only_and_checks_rounds():
         assert target[h:].sum() == 0 and target[:, w:].sum() == 0
         # the scene is already at the model's size: targets are the scene's masks unchanged
         assert int(target.sum()) in areas
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "training" / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.json")), ids=lambda p: p.name)
+def test_committed_training_configs_are_valid(path, monkeypatch):
+    """Every config under training/configs parses (no stale keys), names a model that builds, and its
+    ``init`` checkpoint, when it names one, exists and loads strictly into that model."""
+    monkeypatch.chdir(CONFIG_DIR.parents[1])  # the configs' paths are relative to the repository root
+    config = TrainConfig.from_dict(json.loads(path.read_text()))
+    model = sam.build_model(config.model, checkpoint=config.init)
+    assert model.config.image_size >= 64
