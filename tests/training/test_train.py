@@ -166,9 +166,12 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "training" / "configs"
 
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.json")), ids=lambda p: p.name)
 def test_committed_training_configs_are_valid(path, monkeypatch):
-    """Every config under training/configs parses (no stale keys), names a model that builds, and its
-    ``init`` checkpoint, when it names one, exists and loads strictly into that model."""
+    """Every config under training/configs parses (no stale keys), names a model that builds, its
+    ``init`` checkpoint, when it names one, exists and loads strictly into that model, and the run
+    ends on SAM's full 11-round recipe (raising ``steps`` without ``curriculum_steps``, or the other
+    way round, must not leave a run that never leaves the short curriculum episodes)."""
     monkeypatch.chdir(CONFIG_DIR.parents[1])  # the configs' paths are relative to the repository root
     config = TrainConfig.from_dict(json.loads(path.read_text()))
-    model = sam.build_model(config.model, checkpoint=config.init)
-    assert model.config.image_size >= 64
+    sam.build_model(config.model, checkpoint=config.init)
+    assert config.rounds == 11
+    assert config.curriculum_steps < config.steps
