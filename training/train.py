@@ -26,6 +26,7 @@ names that ``sam.build_model(spec, checkpoint=...)`` loads), ``best.pt`` (best v
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -47,6 +48,14 @@ from torch import nn
 from training.clicks import plan_rounds
 from training.interactive import run_episode
 from training.plot import draw_curves
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The autocast context for ``precision`` (see ``TrainConfig.precision``) on ``device``."""
+    dtype = PRECISIONS[precision]
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 @dataclass
@@ -101,6 +110,10 @@ class TrainConfig:
     ckpt_every: int = 100
     threads: int = 0  # torch CPU threads (0: torch's default)
     device: str | None = None  # cpu / cuda (default: cuda if available)
+    # "fp32", or "bf16": the image encoder and the mask decoder run under bfloat16 autocast (their
+    # outputs are cast back to float32, so the losses, click sampling, optimizer and weights stay
+    # float32); about 1.8x faster steps on a CPU with native bf16 (AVX512-BF16 or AMX), slower without
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         problems = []
@@ -114,6 +127,8 @@ class TrainConfig:
                             "(first prompt, a middle mask-only round, the last)")
         if self.curriculum_steps < 0 or self.curriculum_full_every < 0:
             problems.append("curriculum_steps and curriculum_full_every must be >= 0")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         source = self.data.get("source") if isinstance(self.data, dict) else None
         if source not in ("synthetic", "coco"):
             problems.append('data.source must be "synthetic" or "coco"')
@@ -308,11 +323,9 @@ def make_batch(model: Any, source: TrainSource, config: TrainConfig, rng: np.ran
     if todo:
         pixels = [torch.from_numpy(np.ascontiguousarray(images[i])).to(device).permute(2, 0, 1)[None] for i in todo]
         x = torch.cat([model.preprocess(p.float()) for p in pixels])
-        if config.freeze_image_encoder:
-            with torch.no_grad():
-                out = model.image_encoder(x)
-        else:
-            out = model.image_encoder(x)
+        with torch.no_grad() if config.freeze_image_encoder else contextlib.nullcontext(), \
+                autocast(config.precision, device):
+            out = model.image_encoder(x).float()
         for j, i in enumerate(todo):
             embeddings[i] = out[j:j + 1]
             if cache is not None:  # use the cached (float16) value now too: the same numbers hit or miss
@@ -536,7 +549,9 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
             def decode(coords: torch.Tensor, labels: torch.Tensor, mask_input: torch.Tensor | None,
                        has_mask: torch.Tensor | None,
                        _emb: torch.Tensor = embeddings) -> tuple[torch.Tensor, torch.Tensor]:
-                return model.decode(_emb, coords, labels, mask_input, has_mask)
+                with autocast(config.precision, device):
+                    low_res, iou = model.decode(_emb, coords, labels, mask_input, has_mask)
+                return low_res.float(), iou.float()
 
             plan = plan_rounds(rng, config.curriculum_rounds if warm else config.rounds)
             result = run_episode(decode, batch.targets, batch.valid_sizes, rng, rounds=plan,
@@ -605,6 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-every", type=int)
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--device", help="cpu or cuda")
+    p.add_argument("--precision", choices=sorted(PRECISIONS),
+                   help="bf16: run the model under bfloat16 autocast (faster where the CPU or GPU has bf16)")
     return p
 
 
@@ -623,7 +640,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {"init": args.init, "model": args.model, "steps": args.steps, "batch_size": args.batch_size,
                  "objects_per_image": args.objects_per_image, "lr": args.lr, "warmup_steps": args.warmup_steps,
                  "seed": args.seed, "val_every": args.val_every, "ckpt_every": args.ckpt_every,
-                 "threads": args.threads, "device": args.device}
+                 "threads": args.threads, "device": args.device, "precision": args.precision}
     values.update({k: v for k, v in overrides.items() if v is not None})
     if args.freeze_image_encoder:
         values["freeze_image_encoder"] = True

@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 import sam
+import training.train as train_module
 from training.clicks import plan_rounds
 from training.interactive import run_episode
 from training.train import TrainConfig, TrainSource, build, in_curriculum, lr_factor, main, make_batch, train
@@ -54,6 +55,33 @@ def test_a_few_training_steps_lower_the_loss(tmp_path):
     assert after < 0.8 * before, (before, after)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 9))
+
+
+@pytest.mark.slow
+def test_bf16_precision_runs_the_model_in_bfloat16_and_still_learns(tmp_path, monkeypatch):
+    config = TrainConfig.from_dict(TINY | {"precision": "bf16"})
+    torch.manual_seed(config.seed)
+    before = fixed_loss(build(config), config)  # measured in float32, as for fp32 training
+    seen: dict[str, set] = {}
+
+    def build_and_watch(cfg):  # the real model, with every Linear's output dtype recorded by top-level part
+        model = build(cfg)
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear):
+                part = name.split(".")[0]
+                module.register_forward_hook(lambda m, i, out, part=part: seen.setdefault(part, set()).add(out.dtype))
+        return model
+
+    monkeypatch.setattr(train_module, "build", build_and_watch)
+    train(config, tmp_path / "run")
+    assert seen == {"image_encoder": {torch.bfloat16}, "mask_decoder": {torch.bfloat16}}, seen
+    weights = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float32}
+    trained = sam.build_model("tiny", checkpoint=tmp_path / "run" / "model.pt")
+    after = fixed_loss(trained, config)
+    assert after < 0.8 * before, (before, after)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig.from_dict({"precision": "fp16"})
 
 
 @pytest.mark.slow
