@@ -23,7 +23,7 @@ import torch
 
 from training.clicks import plan_rounds
 from training.interactive import run_episode
-from training.train import TrainConfig, TrainSource, autocast, build, make_batch
+from training.train import TrainConfig, TrainSource, bound_decoder, build, make_batch
 
 
 def step_once(model: torch.nn.Module, optimizer: torch.optim.Optimizer, source: TrainSource, config: TrainConfig,
@@ -33,13 +33,7 @@ def step_once(model: torch.nn.Module, optimizer: torch.optim.Optimizer, source: 
     start = time.perf_counter()
     rng = np.random.default_rng([config.seed, step])
     batch = make_batch(model, source, config, rng, step, device, None)
-
-    def decode(coords: torch.Tensor, labels: torch.Tensor, mask_input: torch.Tensor | None,
-               has_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast(config.precision, device):
-            low_res, iou = model.decode(batch.embeddings, coords, labels, mask_input, has_mask)  # type: ignore[operator]
-        return low_res.float(), iou.float()
-
+    decode = bound_decoder(model, batch.embeddings, config.precision)
     result = run_episode(decode, batch.targets, batch.valid_sizes, rng, rounds=plan_rounds(rng, rounds),
                          loss_size=config.loss_size)
     optimizer.zero_grad(set_to_none=True)

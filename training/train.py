@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from training.clicks import plan_rounds
-from training.interactive import run_episode
+from training.interactive import DecodeFn, run_episode
 from training.plot import draw_curves
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
@@ -56,6 +56,20 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
     """The autocast context for ``precision`` (see ``TrainConfig.precision``) on ``device``."""
     dtype = PRECISIONS[precision]
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def bound_decoder(model: Any, embeddings: torch.Tensor, precision: str) -> DecodeFn:
+    """``model.decode`` with ``embeddings`` (``B x C x g x g``) bound, run under ``precision``'s
+    autocast; returns float32 ``(low_res_logits[B,4,L,L], iou_predictions[B,4])`` whatever the
+    precision (the contract of :mod:`training.interactive`)."""
+
+    def decode(coords: torch.Tensor, labels: torch.Tensor, mask_input: torch.Tensor | None,
+               has_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast(precision, embeddings.device):
+            low_res, iou = model.decode(embeddings, coords, labels, mask_input, has_mask)
+        return low_res.float(), iou.float()
+
+    return decode
 
 
 @dataclass
@@ -544,16 +558,8 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
             warm = in_curriculum(config, step)
             batch = make_batch(model, source, config, rng, step, device, cache,
                                whole_only=warm and config.curriculum_whole_only)
-            embeddings = batch.embeddings
-
-            def decode(coords: torch.Tensor, labels: torch.Tensor, mask_input: torch.Tensor | None,
-                       has_mask: torch.Tensor | None,
-                       _emb: torch.Tensor = embeddings) -> tuple[torch.Tensor, torch.Tensor]:
-                with autocast(config.precision, device):
-                    low_res, iou = model.decode(_emb, coords, labels, mask_input, has_mask)
-                return low_res.float(), iou.float()
-
             plan = plan_rounds(rng, config.curriculum_rounds if warm else config.rounds)
+            decode = bound_decoder(model, batch.embeddings, config.precision)
             result = run_episode(decode, batch.targets, batch.valid_sizes, rng, rounds=plan,
                                  loss_size=config.loss_size, iou_weight=config.iou_loss_weight)
             optimizer.zero_grad(set_to_none=True)
