@@ -7,7 +7,7 @@ full recipe). Baseline, in the same process and interleaved with the candidate: 
 Prints per-variant medians, the ratio (bf16 / fp32, lower is better) and the relative difference
 of the step-0 losses (how far bf16 moves the numbers).
 
-    python bench/bench_training.py [--config training/configs/sam_small_continue3.json] [--repeats 5]
+    python bench/bench_training.py [--config training/configs/sam_small_continue4.json] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def step_once(model: torch.nn.Module, optimizer: torch.optim.Optimizer, source: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="training/configs/sam_small_continue3.json", help="a training config")
+    parser.add_argument("--config", default="training/configs/sam_small_continue4.json", help="a training config")
     parser.add_argument("--repeats", type=int, default=5, help="steps per variant and episode length")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
