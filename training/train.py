@@ -126,7 +126,8 @@ class TrainConfig:
     device: str | None = None  # cpu / cuda (default: cuda if available)
     # "fp32", or "bf16": the image encoder and the mask decoder run under bfloat16 autocast (their
     # outputs are cast back to float32, so the losses, click sampling, optimizer and weights stay
-    # float32); about 1.8x faster steps on a CPU with native bf16 (AVX512-BF16 or AMX), slower without
+    # float32); on a CPU with native bf16 (this project's AVX512-BF16 EPYC) a step takes 0.61x the
+    # float32 time (bench/bench_training.py); without native bf16 it is slower
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
@@ -530,8 +531,11 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
     source = TrainSource(config.data, s)
     cache = None
     if config.freeze_image_encoder and source.finite:
-        # embeddings depend on the frozen encoder: key them by model spec and initial weights
-        source.key += "-" + _digest({"model": config.model, "init": config.init})
+        # embeddings depend on the frozen encoder: key them by model spec, initial weights and precision
+        spec = {"model": config.model, "init": config.init}
+        if config.precision != "fp32":  # (float32 keys as before, so existing disk caches stay valid)
+            spec["precision"] = config.precision
+        source.key += "-" + _digest(spec)
         cache = EmbeddingCache(config.embedding_cache_mb << 20, config.embedding_cache_dir)
     val = val_samples(config.val, s) if config.val else []
     trainable = [p for p in model.parameters() if p.requires_grad]
