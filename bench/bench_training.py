@@ -1,11 +1,12 @@
 """Training-step time on this machine, float32 against bfloat16 autocast (a benchmark, not a test).
 
-One step of ``training.train`` as the run configs take it (draw the scenes, encode, run the episode,
-backward, AdamW), for a 3-round episode (the curriculum's short steps) and an 11-round one (SAM's
-full recipe). Baseline, in the same process and interleaved with the candidate: ``precision``
-"fp32"; candidate: "bf16". The same step seeds for both, so both see the same scenes and prompts.
-Prints per-variant medians, the ratio (bf16 / fp32, lower is better) and the relative difference
-of the step-0 losses (how far bf16 moves the numbers).
+One step of ``training.train`` exactly as a run takes it (``training.train.train_step``: draw the
+scenes, encode, run the episode, backward, gradient clipping, AdamW), for a 3-round episode (the
+curriculum's short steps) and an 11-round one (SAM's full recipe). Baseline, in the same process
+and interleaved with the candidate: ``precision`` "fp32"; candidate: "bf16". The same step seeds
+for both, so both see the same scenes and prompts. Prints per-variant medians, the ratio
+(bf16 / fp32, lower is better) and the relative difference of the step-0 losses (how far bf16
+moves the numbers).
 
     python bench/bench_training.py [--config training/configs/sam_small_continue4.json] [--repeats 5]
 """
@@ -18,27 +19,17 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from training.clicks import plan_rounds
-from training.interactive import run_episode
-from training.train import TrainConfig, TrainSource, bound_decoder, build, make_batch
+from training.train import TrainConfig, TrainSource, build, train_step
 
 
 def step_once(model: torch.nn.Module, optimizer: torch.optim.Optimizer, source: TrainSource, config: TrainConfig,
               step: int, rounds: int) -> tuple[float, float]:
-    """One optimizer step; returns (seconds, loss)."""
-    device = torch.device("cpu")
+    """One training step exactly as ``training.train`` takes it, with ``rounds`` rounds; returns
+    (seconds, loss)."""
     start = time.perf_counter()
-    rng = np.random.default_rng([config.seed, step])
-    batch = make_batch(model, source, config, rng, step, device, None)
-    decode = bound_decoder(model, batch.embeddings, config.precision)
-    result = run_episode(decode, batch.targets, batch.valid_sizes, rng, rounds=plan_rounds(rng, rounds),
-                         loss_size=config.loss_size)
-    optimizer.zero_grad(set_to_none=True)
-    result.loss.backward()
-    optimizer.step()
+    result, _ = train_step(model, optimizer, source, config, step, torch.device("cpu"), rounds=rounds)
     return time.perf_counter() - start, float(result.loss.item())
 
 

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from training.clicks import plan_rounds
-from training.interactive import DecodeFn, run_episode
+from training.interactive import DecodeFn, EpisodeResult, run_episode
 from training.plot import draw_curves
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
@@ -495,6 +495,33 @@ def validate(model: Any, samples: list[Any], config: TrainConfig) -> dict[str, A
     return report["overall"]
 
 
+def train_step(model: Any, optimizer: torch.optim.Optimizer, source: TrainSource, config: TrainConfig, step: int,
+               device: torch.device, cache: EmbeddingCache | None = None,
+               rounds: int | None = None) -> tuple[EpisodeResult, torch.Tensor]:
+    """One optimizer step (no scheduler step): draws step ``step``'s batch from
+    ``np.random.default_rng([seed, step])``, runs its episode (``rounds`` overrides the curriculum's
+    length, for benchmarks), backpropagates, clips and steps. Returns the episode result and the
+    gradient norm before clipping (NaN with ``grad_clip`` 0). Raises FloatingPointError on a
+    non-finite loss, before the weights change."""
+    rng = np.random.default_rng([config.seed, step])
+    warm = in_curriculum(config, step)
+    batch = make_batch(model, source, config, rng, step, device, cache,
+                       whole_only=warm and config.curriculum_whole_only)
+    plan = plan_rounds(rng, rounds or (config.curriculum_rounds if warm else config.rounds))
+    result = run_episode(bound_decoder(model, batch.embeddings, config.precision), batch.targets,
+                         batch.valid_sizes, rng, rounds=plan, loss_size=config.loss_size,
+                         iou_weight=config.iou_loss_weight)
+    optimizer.zero_grad(set_to_none=True)
+    result.loss.backward()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    grad_norm = (torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+                 if config.grad_clip > 0 else torch.tensor(float("nan")))
+    if not torch.isfinite(result.loss):
+        raise FloatingPointError(f"loss became {result.loss.item()} at step {step}; lower the lr")
+    optimizer.step()
+    return result, grad_norm
+
+
 def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
     """Runs (or resumes) a training run in ``out``. ``stop_after``: return after this many steps of
     this call (for tests); the schedule still follows ``config.steps``. Returns the last train record."""
@@ -538,7 +565,6 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
         source.key += "-" + _digest(spec)
         cache = EmbeddingCache(config.embedding_cache_mb << 20, config.embedding_cache_dir)
     val = val_samples(config.val, s) if config.val else []
-    trainable = [p for p in model.parameters() if p.requires_grad]
 
     def save(step: int) -> None:
         weights = model.state_dict()
@@ -558,21 +584,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
     try:
         end = config.steps if stop_after is None else min(config.steps, start + stop_after)
         while step < end:
-            rng = np.random.default_rng([config.seed, step])
-            warm = in_curriculum(config, step)
-            batch = make_batch(model, source, config, rng, step, device, cache,
-                               whole_only=warm and config.curriculum_whole_only)
-            plan = plan_rounds(rng, config.curriculum_rounds if warm else config.rounds)
-            decode = bound_decoder(model, batch.embeddings, config.precision)
-            result = run_episode(decode, batch.targets, batch.valid_sizes, rng, rounds=plan,
-                                 loss_size=config.loss_size, iou_weight=config.iou_loss_weight)
-            optimizer.zero_grad(set_to_none=True)
-            result.loss.backward()
-            grad_norm = (torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
-                         if config.grad_clip > 0 else torch.tensor(float("nan")))
-            if not torch.isfinite(result.loss):
-                raise FloatingPointError(f"loss became {result.loss.item()} at step {step}; lower the lr")
-            optimizer.step()
+            result, grad_norm = train_step(model, optimizer, source, config, step, device, cache)
             scheduler.step()
             step += 1
             loss = float(result.loss.item())
