@@ -24,7 +24,9 @@ CLI::
     python -m training.evaluate --model vit_b --checkpoint sam_vit_b.pth \\
         --coco-images val2017 --coco-annotations instances_val2017.json --num-images 50 --out eval_coco
 
-It writes ``OUT/report.json`` and ``OUT/report.md`` (a markdown table) and prints the table.
+It writes ``OUT/report.json``, ``OUT/report.md`` (a markdown table) and ``OUT/per_object.json``
+(every object's results, which ``python -m training.compare`` pairs between two models) and prints
+the table.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import numpy as np
 import torch
 
 from training.clicks import first_eval_click, mask_box, next_eval_click
-from training.metrics import MAX_CLICKS, iou, mean_noc, spearman
+from training.metrics import MAX_CLICKS, iou, mean_noc, number_of_clicks, spearman
 
 LEVEL_NAMES = ("whole", "part", "sub-part")
 NOC_THRESHOLDS = (0.85, 0.90)
@@ -177,10 +179,13 @@ def summarize(per_object: dict[str, list], levels: Sequence[int] | None = None,
 
 def evaluate(model: Any, samples: Iterable[Any], max_clicks: int = MAX_CLICKS, with_noc: bool = True,
              max_objects: int | None = None, seed: int = 0, min_area: int = 1,
-             progress: bool = False) -> dict[str, Any]:
+             progress: bool = False, keep_per_object: bool = False) -> dict[str, Any]:
     """Evaluates ``model`` on samples with ``image`` (``HxWx3`` uint8) and ``masks`` (``MxHxW`` bool)
     and optionally ``levels`` (``M``). ``max_objects`` caps objects per image (a seeded random
-    subset); masks with fewer than ``min_area`` pixels are skipped."""
+    subset); masks with fewer than ``min_area`` pixels are skipped.
+
+    With ``keep_per_object`` the report also holds ``per_object``: :func:`per_object_results`, one
+    entry per evaluated object, for paired comparisons of two models (``training.compare``)."""
     was_training = model.training
     model.eval()
     rng = np.random.default_rng(seed)
@@ -188,10 +193,11 @@ def evaluate(model: Any, samples: Iterable[Any], max_clicks: int = MAX_CLICKS, w
                                    "pred_iou": [], "true_iou": [], "curves": []}
     levels: list[int] = []
     has_levels = True
+    object_ids: list[tuple[int, int]] = []  # (sample index in the stream, mask index in the sample)
     images = 0
     start = time.perf_counter()
     try:
-        for sample in samples:
+        for sample_index, sample in enumerate(samples):
             masks = np.asarray(sample.masks, dtype=bool)
             if len(masks) == 0:
                 continue
@@ -203,6 +209,7 @@ def evaluate(model: Any, samples: Iterable[Any], max_clicks: int = MAX_CLICKS, w
             res = evaluate_image(model, sample.image, masks[keep], max_clicks, with_noc)
             for key in per_object:
                 per_object[key] += res.get(key, [])
+            object_ids += [(sample_index, int(k)) for k in keep]
             sample_levels = getattr(sample, "levels", None)
             if sample_levels is None:
                 has_levels = False
@@ -220,7 +227,30 @@ def evaluate(model: Any, samples: Iterable[Any], max_clicks: int = MAX_CLICKS, w
     report = summarize(per_object, levels if has_levels else None, max_clicks)
     report["images"] = images
     report["max_clicks"] = max_clicks
+    if keep_per_object:
+        report["per_object"] = per_object_results(per_object, object_ids, levels if has_levels else None,
+                                                  max_clicks)
     return report
+
+
+def per_object_results(per_object: dict[str, list], object_ids: Sequence[tuple[int, int]],
+                       levels: Sequence[int] | None, max_clicks: int = MAX_CLICKS) -> dict[str, list]:
+    """Per-object lists, aligned by object: ``sample`` and ``mask`` (where the object comes from:
+    index of its sample in the evaluated stream and of its mask in the sample), ``level`` (or
+    None), ``one_click_best``, ``one_click_top``, ``box`` (IoUs) and, when the click curves were
+    run, ``noc85``, ``noc90`` (clicks) and ``final_iou`` (IoU after ``max_clicks`` clicks)."""
+    out: dict[str, list] = {
+        "sample": [s for s, _ in object_ids], "mask": [k for _, k in object_ids],
+        "level": list(levels) if levels is not None else [None] * len(object_ids),
+        "one_click_best": list(per_object["one_click_best"]), "one_click_top": list(per_object["one_click_top"]),
+        "box": list(per_object["box"]),
+    }
+    curves = per_object.get("curves")
+    if curves:
+        for t in NOC_THRESHOLDS:
+            out[f"noc{int(round(t * 100))}"] = [number_of_clicks(c, t, max_clicks) for c in curves]
+        out["final_iou"] = [float(c[-1]) for c in curves]
+    return out
 
 
 def _json_safe(x: Any) -> Any:
@@ -323,7 +353,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "scene_config": scene_config.__dict__ | {"kinds": list(scene_config.kinds)}}
     start = time.perf_counter()
     report = evaluate(model, samples, max_clicks=args.max_clicks, with_noc=not args.no_noc,
-                      max_objects=args.max_objects, seed=args.seed, min_area=args.min_area, progress=True)
+                      max_objects=args.max_objects, seed=args.seed, min_area=args.min_area, progress=True,
+                      keep_per_object=True)
+    per_object = report.pop("per_object")
+    # what decides which objects were evaluated, so that two reports can be paired object by object
+    selection = data | {"num_images": args.num_images, "max_objects": args.max_objects, "seed": args.seed,
+                        "min_area": args.min_area, "max_clicks": args.max_clicks}
     report = {"model": args.model, "checkpoint": args.checkpoint, "data": data,
               "seconds": round(time.perf_counter() - start, 1)} | report
     table = markdown_table(report)
@@ -333,7 +368,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(_json_safe(report), indent=2) + "\n")
         (out / "report.md").write_text(f"# Evaluation: {args.model}\n\n" + table)
-        print(f"wrote {out / 'report.json'} and {out / 'report.md'}", file=sys.stderr)
+        pairs = {"model": args.model, "checkpoint": args.checkpoint, "selection": selection, "objects": per_object}
+        (out / "per_object.json").write_text(json.dumps(_json_safe(pairs)) + "\n")
+        print(f"wrote {out / 'report.json'}, {out / 'report.md'} and {out / 'per_object.json'}", file=sys.stderr)
     return 0
 
 

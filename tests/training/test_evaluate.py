@@ -120,3 +120,28 @@ def test_cli_writes_json_and_markdown(tmp_path):
     assert report["max_clicks"] == 2 and MAX_CLICKS == 20
     md = (out / "report.md").read_text()
     assert "1-click mIoU (best of 3)" in md and "NoC@90" in md
+
+
+def test_per_object_results_name_each_object_and_its_clicks():
+    s = scene()
+    report = evaluate(OracleModel(s.masks), [Sample(s.image, s.masks[:0]), s, s], max_clicks=5,
+                      keep_per_object=True)
+    per = report["per_object"]
+    assert per["sample"] == [1, 1, 2, 2] and per["mask"] == [0, 1, 0, 1]  # sample 0 has no masks
+    assert per["level"] == [0, 1, 0, 1]
+    assert per["one_click_best"] == [1.0] * 4 and per["noc85"] == [1] * 4 and per["noc90"] == [1] * 4
+    assert per["final_iou"] == [1.0] * 4
+    empty = evaluate(OracleModel(s.masks, empty=True), [s], max_clicks=5, keep_per_object=True)["per_object"]
+    assert empty["noc90"] == [5, 5] and empty["box"] == [0.0, 0.0]
+    assert "per_object" not in evaluate(OracleModel(s.masks), [s], max_clicks=5)
+
+
+def test_cli_writes_per_object_results_with_their_selection(tmp_path):
+    out = tmp_path / "eval"
+    assert main(["--model", "tiny", "--split", "val", "--num-images", "1", "--max-objects", "2", "--no-noc",
+                 "--threads", "1", "--device", "cpu", "--out", str(out)]) == 0
+    per = json.loads((out / "per_object.json").read_text())
+    assert per["selection"]["split"] == "val" and per["selection"]["max_objects"] == 2
+    assert per["selection"]["num_images"] == 1
+    assert len(per["objects"]["box"]) == 2 and per["objects"]["sample"] == [0, 0]
+    assert "noc90" not in per["objects"]  # --no-noc: no click curves

@@ -1,0 +1,80 @@
+import json
+
+import pytest
+
+from training.compare import compare, main, markdown_table, scene_bootstrap
+from training.evaluate import main as evaluate_main
+
+
+def test_constant_difference_has_a_zero_width_interval():
+    low, high = scene_bootstrap([0.25] * 6, [0, 0, 1, 2, 2, 2], resamples=200)
+    assert low == pytest.approx(0.25) and high == pytest.approx(0.25)
+
+
+def test_bootstrap_resamples_whole_scenes_and_weights_objects():
+    diff, scene = [1.0, 1.0, 0.0], [7, 7, 3]  # scene 7: two objects gaining 1, scene 3: one gaining 0
+    # two scenes drawn: both scene 3 (p 1/4) -> 0, both scene 7 (1/4) -> 1, one each (1/2) -> 2/3
+    assert scene_bootstrap(diff, scene, resamples=4000) == pytest.approx((0.0, 1.0))
+    # the middle 40 % falls on the mixed draws: the object-weighted mean 2/3, not the scene mean 1/2
+    assert scene_bootstrap(diff, scene, resamples=4000, level=0.4) == pytest.approx((2 / 3, 2 / 3))
+    with pytest.raises(ValueError, match="aligned"):
+        scene_bootstrap([1.0, 2.0], [0])
+
+
+def per_object(box, noc90, selection=None, masks=None):
+    n = len(box)
+    return {"model": "m", "checkpoint": "c", "selection": selection or {"split": "val", "num_images": 2},
+            "objects": {"sample": [0] * (n // 2) + [1] * (n - n // 2), "mask": masks or list(range(n)),
+                        "box": box, "noc90": noc90}}
+
+
+def test_compare_pairs_objects_and_counts_fewer_clicks_as_better():
+    a = per_object([0.5, 0.6, 0.7, 0.8], [10, 20, 5, 5])
+    b = per_object([0.6, 0.6, 0.9, 0.7], [8, 20, 6, 5])
+    result = compare(a, b, resamples=500)
+    box, noc = result["metrics"]["box"], result["metrics"]["noc90"]
+    assert set(result["metrics"]) == {"box", "noc90"}  # only the metrics both reports hold
+    assert box["b_minus_a"] == pytest.approx(0.05) and box["a"] == pytest.approx(0.65)
+    assert box["share_b_better"] == 0.5 and box["share_b_worse"] == 0.25
+    assert noc["b_minus_a"] == pytest.approx(-0.25)
+    assert noc["share_b_better"] == 0.25 and noc["share_b_worse"] == 0.25
+    assert result["objects"] == 4 and result["scenes"] == 2
+    assert "| box IoU | 0.650 | 0.700 | +0.0500 |" in markdown_table(result)
+
+
+def test_compare_refuses_reports_of_different_objects():
+    a = per_object([0.5, 0.6], [1, 2])
+    with pytest.raises(ValueError, match="num_images: 2 vs 3"):
+        compare(a, per_object([0.5, 0.6], [1, 2], selection={"split": "val", "num_images": 3}))
+    with pytest.raises(ValueError, match="different objects"):
+        compare(a, per_object([0.5, 0.6], [1, 2], masks=[0, 2]))
+
+
+def test_cli_compares_two_real_evaluations(tmp_path, capsys):
+    def evaluate(name, model, checkpoint, images="2"):
+        args = ["--model", model, "--split", "val", "--num-images", images, "--no-noc", "--threads", "1",
+                "--device", "cpu", "--out", str(tmp_path / name)]
+        assert evaluate_main(args + (["--checkpoint", checkpoint] if checkpoint else [])) == 0
+
+    evaluate("random", "tiny", None)
+    evaluate("shipped", "models/sam_small/config.json", "models/sam_small/model.pt")
+    capsys.readouterr()
+    assert main([str(tmp_path / "random"), str(tmp_path / "shipped" / "per_object.json"), "--names", "random",
+                 "shipped", "--resamples", "1000", "--out", str(tmp_path / "cmp")]) == 0
+    assert "| box IoU |" in capsys.readouterr().out
+    result = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    box = result["metrics"]["box"]
+    assert box["ci95"][0] > 0.1  # the trained model's box masks beat random weights' clearly
+    assert box["ci95"][0] <= box["b_minus_a"] <= box["ci95"][1]
+    assert (tmp_path / "cmp" / "comparison.md").read_text().startswith("# shipped against random")
+
+    assert main([str(tmp_path / "shipped"), str(tmp_path / "shipped")]) == 0  # a model against itself
+    same = json.loads(json.dumps(compare(*[json.loads((tmp_path / "shipped" / "per_object.json").read_text())] * 2)))
+    assert all(m["b_minus_a"] == 0 and m["ci95"] == [0, 0] and m["share_b_better"] == 0
+               for m in same["metrics"].values())
+
+    evaluate("one_image", "tiny", None, images="1")
+    assert main([str(tmp_path / "random"), str(tmp_path / "one_image")]) == 2
+    assert "num_images: 2 vs 1" in capsys.readouterr().err
+    assert main([str(tmp_path / "random"), str(tmp_path / "missing")]) == 2
+    assert "training.evaluate --out" in capsys.readouterr().err

@@ -1,0 +1,157 @@
+"""Paired comparison of two models evaluated on the same objects, with a scene-bootstrap interval.
+
+Two models' mIoUs on a few hundred objects differ by less than the spread between objects, so a
+difference of means alone does not say whether one model is better. Evaluated on the *same*
+objects, the per-object differences ``B - A`` are paired; their mean is the difference of mIoUs,
+and its uncertainty comes from resampling scenes (with replacement, all objects of a drawn scene
+together, since objects of one scene are not independent): the 2.5th and 97.5th percentiles of
+the resampled means give a 95 % interval. The report also gives the share of objects on which B
+is better and worse (for NoC, fewer clicks is better).
+
+CLI, on two ``training.evaluate`` output folders (or their ``per_object.json`` files) made with the
+same data options (``--split``, ``--num-images``, ``--offset``, ``--max-objects``, ``--seed``...)::
+
+    python -m training.evaluate --model models/sam_small/config.json --checkpoint runs/a/model.pt \\
+        --split val --num-images 50 --out runs/eval_a
+    python -m training.evaluate --model models/sam_small/config.json --checkpoint runs/b/model.pt \\
+        --split val --num-images 50 --out runs/eval_b
+    python -m training.compare runs/eval_a runs/eval_b --out runs/compare_a_b
+
+It prints a markdown table and, with ``--out``, writes ``comparison.json`` and ``comparison.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# per-object metric -> (title, True when a higher value is better)
+METRICS = {
+    "one_click_best": ("1-click IoU, best of 3", True),
+    "one_click_top": ("1-click IoU, top-ranked", True),
+    "box": ("box IoU", True),
+    "noc85": ("NoC@85", False),
+    "noc90": ("NoC@90", False),
+    "final_iou": ("IoU after the last click", True),
+}
+
+
+def scene_bootstrap(diff: Sequence[float] | np.ndarray, scene: Sequence[int] | np.ndarray,
+                    resamples: int = 5000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the mean of ``diff`` (one value per object) when whole scenes are
+    resampled with replacement. ``scene[i]`` names the scene of object ``i``. Returns ``(low,
+    high)`` at ``level`` (0.95: the 2.5th and 97.5th percentiles of ``resamples`` resampled
+    means, each the mean over the drawn scenes' objects)."""
+    d = np.asarray(diff, dtype=np.float64)
+    s = np.asarray(scene)
+    if d.ndim != 1 or d.shape != s.shape:
+        raise ValueError(f"diff and scene must be 1-D and aligned, got {d.shape} and {s.shape}")
+    if d.size == 0:
+        raise ValueError("scene_bootstrap needs at least one object")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    _, inverse = np.unique(s, return_inverse=True)
+    sums = np.bincount(inverse, weights=d)
+    counts = np.bincount(inverse).astype(np.float64)
+    draws = np.random.default_rng(seed).integers(0, sums.size, size=(resamples, sums.size))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def load_per_object(path: str | Path) -> dict[str, Any]:
+    """``per_object.json`` as ``training.evaluate --out`` writes it; ``path`` is the file or its folder."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "per_object.json"
+    if not p.is_file():
+        raise ValueError(f"{p} not found: give a folder written by `python -m training.evaluate --out` "
+                         "or its per_object.json")
+    return json.loads(p.read_text())
+
+
+def compare(a: dict[str, Any], b: dict[str, Any], resamples: int = 5000, seed: int = 0) -> dict[str, Any]:
+    """Pairs two ``per_object.json`` contents object by object. Raises ValueError unless both
+    evaluated the same objects (same data selection, same samples and masks)."""
+    if a["selection"] != b["selection"]:
+        keys = sorted(k for k in set(a["selection"]) | set(b["selection"])
+                      if a["selection"].get(k) != b["selection"].get(k))
+        details = "; ".join(f"{k}: {a['selection'].get(k)!r} vs {b['selection'].get(k)!r}" for k in keys)
+        raise ValueError(f"the two reports evaluated different objects ({details}); evaluate both with "
+                         "the same data options (--split, --num-images, --offset, --max-objects, --seed, ...)")
+    oa, ob = a["objects"], b["objects"]
+    if oa["sample"] != ob["sample"] or oa["mask"] != ob["mask"]:
+        raise ValueError("the two reports list different objects although their data options match")
+    if not oa["sample"]:
+        raise ValueError("the reports hold no objects")
+    scene = np.asarray(oa["sample"])
+    rows: dict[str, Any] = {}
+    for key, (title, higher_is_better) in METRICS.items():
+        if key not in oa or key not in ob:
+            continue
+        va, vb = np.asarray(oa[key], dtype=np.float64), np.asarray(ob[key], dtype=np.float64)
+        diff = vb - va
+        low, high = scene_bootstrap(diff, scene, resamples, seed)
+        sign = 1 if higher_is_better else -1
+        rows[key] = {"title": title, "a": float(va.mean()), "b": float(vb.mean()), "b_minus_a": float(diff.mean()),
+                     "ci95": [low, high], "share_b_better": float(np.mean(sign * diff > 0)),
+                     "share_b_worse": float(np.mean(sign * diff < 0))}
+    return {"a": {"model": a.get("model"), "checkpoint": a.get("checkpoint")},
+            "b": {"model": b.get("model"), "checkpoint": b.get("checkpoint")},
+            "selection": a["selection"], "objects": len(oa["sample"]), "scenes": int(np.unique(scene).size),
+            "resamples": resamples, "seed": seed, "metrics": rows}
+
+
+def markdown_table(result: dict[str, Any], names: tuple[str, str] = ("A", "B")) -> str:
+    """The comparison as a markdown table, one row per metric."""
+    na, nb = names
+    lines = [f"| metric | {na} | {nb} | {nb} - {na} | 95 % interval (scene bootstrap) | {nb} better | {nb} worse |",
+             "|---|---|---|---|---|---|---|"]
+    for row in result["metrics"].values():
+        low, high = row["ci95"]
+        lines.append(f"| {row['title']} | {row['a']:.3f} | {row['b']:.3f} | {row['b_minus_a']:+.4f} | "
+                     f"[{low:+.4f}, {high:+.4f}] | {row['share_b_better']:.0%} | {row['share_b_worse']:.0%} |")
+    lines += ["", f"{result['objects']} objects in {result['scenes']} scenes, paired; {result['resamples']} "
+              f"scene resamples. {na}: {result['a']['checkpoint']}; {nb}: {result['b']['checkpoint']}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("a", help="baseline: a training.evaluate --out folder or its per_object.json")
+    p.add_argument("b", help="candidate: the same, evaluated with the same data options")
+    p.add_argument("--names", nargs=2, default=("A", "B"), metavar=("NAME_A", "NAME_B"),
+                   help="column names in the table (default A B)")
+    p.add_argument("--resamples", type=int, default=5000, help="scene bootstrap resamples (default 5000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    p.add_argument("--out", help="folder for comparison.json and comparison.md")
+    args = p.parse_args(argv)
+    if args.resamples < 1:
+        p.error("--resamples must be at least 1")
+    try:
+        result = compare(load_per_object(args.a), load_per_object(args.b), args.resamples, args.seed)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result["names"] = list(args.names)
+    table = markdown_table(result, tuple(args.names))
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "comparison.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "comparison.md").write_text(f"# {args.names[1]} against {args.names[0]}\n\n" + table)
+        print(f"wrote {out / 'comparison.json'} and {out / 'comparison.md'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
