@@ -59,8 +59,11 @@ def scene_bootstrap(diff: Sequence[float] | np.ndarray, scene: Sequence[int] | n
     _, inverse = np.unique(s, return_inverse=True)
     sums = np.bincount(inverse, weights=d)
     counts = np.bincount(inverse).astype(np.float64)
-    draws = np.random.default_rng(seed).integers(0, sums.size, size=(resamples, sums.size))
-    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for start in range(0, resamples, 1000):  # blocks of draws keep memory small for many scenes
+        draws = rng.integers(0, sums.size, size=(min(1000, resamples - start), sums.size))
+        means[start:start + len(draws)] = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)
