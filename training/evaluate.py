@@ -92,7 +92,8 @@ def evaluate_image(model: Any, image: np.ndarray, masks: np.ndarray, max_clicks:
                    with_noc: bool = True, device: torch.device | None = None) -> dict[str, Any]:
     """Evaluates every mask of one image. ``masks``: ``MxHxW`` bool in the image's frame, non-empty.
 
-    Returns per-object lists: ``one_click_best``, ``one_click_top``, ``box`` (IoUs), ``curves``
+    Returns per-object lists: ``one_click_best``, ``one_click_top``, ``box`` (IoUs), ``area`` (the
+    mask's pixels), ``box_fill`` (IoU of the tight box taken as the mask), ``curves``
     (IoU after each of ``max_clicks`` clicks, when ``with_noc``), ``pred_iou``/``true_iou``
     (``Mx3``: the multimask outputs of the first click).
     """
@@ -122,7 +123,8 @@ def evaluate_image(model: Any, image: np.ndarray, masks: np.ndarray, max_clicks:
     out["box"] = [iou(box_pred[i, 0], masks[i]) for i in range(m)]
     # the mask lies inside its tight box, so the box-as-mask IoU is |mask| / |box|
     sides = box_coords[:, 1] - box_coords[:, 0] + 1  # [M, (w, h)], inclusive corners
-    out["box_fill"] = (masks.reshape(m, -1).sum(axis=1) / sides.prod(axis=1)).tolist()
+    out["area"] = masks.reshape(m, -1).sum(axis=1).tolist()
+    out["box_fill"] = (np.asarray(out["area"]) / sides.prod(axis=1)).tolist()
 
     if with_noc:
         curves = [[float(ious[i, top[i]])] for i in range(m)]
@@ -189,7 +191,7 @@ def evaluate(model: Any, samples: Iterable[Any], max_clicks: int = MAX_CLICKS, w
     was_training = model.training
     model.eval()
     rng = np.random.default_rng(seed)
-    per_object: dict[str, list] = {"one_click_best": [], "one_click_top": [], "box": [], "box_fill": [],
+    per_object: dict[str, list] = {"one_click_best": [], "one_click_top": [], "box": [], "box_fill": [], "area": [],
                                    "pred_iou": [], "true_iou": [], "curves": []}
     levels: list[int] = []
     has_levels = True
@@ -237,11 +239,12 @@ def per_object_results(per_object: dict[str, list], object_ids: Sequence[tuple[i
                        levels: Sequence[int] | None, max_clicks: int = MAX_CLICKS) -> dict[str, list]:
     """Per-object lists, aligned by object: ``sample`` and ``mask`` (where the object comes from:
     index of its sample in the evaluated stream and of its mask in the sample), ``level`` (or
-    None), ``one_click_best``, ``one_click_top``, ``box`` (IoUs) and, when the click curves were
-    run, ``noc85``, ``noc90`` (clicks) and ``final_iou`` (IoU after ``max_clicks`` clicks)."""
+    None), ``area`` (pixels), ``one_click_best``, ``one_click_top``, ``box`` (IoUs) and, when the
+    click curves were run, ``noc85``, ``noc90`` (clicks) and ``final_iou`` (IoU after ``max_clicks`` clicks)."""
     out: dict[str, list] = {
         "sample": [s for s, _ in object_ids], "mask": [k for _, k in object_ids],
         "level": list(levels) if levels is not None else [None] * len(object_ids),
+        "area": list(per_object["area"]),
         "one_click_best": list(per_object["one_click_best"]), "one_click_top": list(per_object["one_click_top"]),
         "box": list(per_object["box"]),
     }

@@ -128,7 +128,7 @@ def test_per_object_results_name_each_object_and_its_clicks():
                       keep_per_object=True)
     per = report["per_object"]
     assert per["sample"] == [1, 1, 2, 2] and per["mask"] == [0, 1, 0, 1]  # sample 0 has no masks
-    assert per["level"] == [0, 1, 0, 1]
+    assert per["level"] == [0, 1, 0, 1] and per["area"] == [35 * 35, 15 * 32] * 2
     assert per["one_click_best"] == [1.0] * 4 and per["noc85"] == [1] * 4 and per["noc90"] == [1] * 4
     assert per["final_iou"] == [1.0] * 4
     empty = evaluate(OracleModel(s.masks, empty=True), [s], max_clicks=5, keep_per_object=True)["per_object"]
