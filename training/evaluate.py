@@ -49,6 +49,11 @@ LEVEL_NAMES = ("whole", "part", "sub-part")
 NOC_THRESHOLDS = (0.85, 0.90)
 
 
+def noc_key(threshold: float) -> str:
+    """The report key of NoC at ``threshold``: ``noc85`` for 0.85, ``noc90`` for 0.90."""
+    return f"noc{int(round(threshold * 100))}"
+
+
 def embed_image(model: Any, image: np.ndarray, device: torch.device | None = None
                 ) -> tuple[torch.Tensor, tuple[int, int]]:
     """``HxWx3`` uint8 RGB -> (``1x256xgxg`` embedding, resized ``(h, w)``)."""
@@ -160,7 +165,7 @@ def summarize(per_object: dict[str, list], levels: Sequence[int] | None = None,
         if per_object.get("curves"):
             curves = [per_object["curves"][i] for i in idx]
             for t in NOC_THRESHOLDS:
-                res[f"noc{int(round(t * 100))}"] = mean_noc(curves, t, max_clicks)
+                res[noc_key(t)] = mean_noc(curves, t, max_clicks)
             arr = np.asarray(curves)
             res["miou_at_clicks"] = {str(k): float(arr[:, k - 1].mean()) for k in (1, 3, 5, 10, 20)
                                      if k <= arr.shape[1]}
@@ -251,7 +256,7 @@ def per_object_results(per_object: dict[str, list], object_ids: Sequence[tuple[i
     curves = per_object.get("curves")
     if curves:
         for t in NOC_THRESHOLDS:
-            out[f"noc{int(round(t * 100))}"] = [number_of_clicks(c, t, max_clicks) for c in curves]
+            out[noc_key(t)] = [number_of_clicks(c, t, max_clicks) for c in curves]
         out["final_iou"] = [float(c[-1]) for c in curves]
     return out
 
