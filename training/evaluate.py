@@ -362,11 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     report = evaluate(model, samples, max_clicks=args.max_clicks, with_noc=not args.no_noc,
                       max_objects=args.max_objects, seed=args.seed, min_area=args.min_area, progress=True,
-                      keep_per_object=True)
-    per_object = report.pop("per_object")
-    # what decides which objects were evaluated, so that two reports can be paired object by object
-    selection = data | {"num_images": args.num_images, "max_objects": args.max_objects, "seed": args.seed,
-                        "min_area": args.min_area, "max_clicks": args.max_clicks}
+                      keep_per_object=bool(args.out))
+    per_object = report.pop("per_object", None)
     report = {"model": args.model, "checkpoint": args.checkpoint, "data": data,
               "seconds": round(time.perf_counter() - start, 1)} | report
     table = markdown_table(report)
@@ -376,6 +373,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(_json_safe(report), indent=2) + "\n")
         (out / "report.md").write_text(f"# Evaluation: {args.model}\n\n" + table)
+        # what decides which objects were evaluated, so that two reports can be paired object by object
+        selection = data | {"num_images": args.num_images, "max_objects": args.max_objects, "seed": args.seed,
+                            "min_area": args.min_area, "max_clicks": args.max_clicks}
         pairs = {"model": args.model, "checkpoint": args.checkpoint, "selection": selection, "objects": per_object}
         (out / "per_object.json").write_text(json.dumps(_json_safe(pairs)) + "\n")
         print(f"wrote {out / 'report.json'}, {out / 'report.md'} and {out / 'per_object.json'}", file=sys.stderr)
