@@ -83,6 +83,19 @@ async def test_counters_and_histograms_count_each_call_by_method_and_code(served
     assert 'sam_rpc_duration_seconds_bucket{code="OK",le="0.001",method="Segment"}' in text
 
 
+async def _finished_spans(*methods: str, timeout: float = 5.0) -> dict:
+    """Finished server spans by method name, once all of ``methods`` have one. An aborted call's
+    status reaches the client before the server's handler task unwinds and ends its span, so the
+    span can finish a moment after the client's call returns."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        spans = {s.name.rsplit("/", 1)[-1]: s for s in EXPORTER.get_finished_spans()}
+        if all(m in spans for m in methods) or loop.time() > deadline:
+            return spans
+        await asyncio.sleep(0.01)
+
+
 async def test_server_span_continues_the_callers_traceparent(served):
     _, channel = served
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -90,7 +103,7 @@ async def test_server_span_continues_the_callers_traceparent(served):
     await channel.unary_unary(f"/{SERVICE}/Segment")(b"x", metadata=metadata)
     with pytest.raises(grpc.aio.AioRpcError):
         await channel.unary_unary(f"/{SERVICE}/EmbedImage")(b"x")
-    spans = {s.name.rsplit("/", 1)[-1]: s for s in EXPORTER.get_finished_spans()}
+    spans = await _finished_spans("Segment", "EmbedImage")
     seg = spans["Segment"]
     assert format(seg.context.trace_id, "032x") == trace_id
     assert seg.parent is not None and format(seg.parent.span_id, "016x") == "00f067aa0ba902b7"
