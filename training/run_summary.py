@@ -1,0 +1,145 @@
+"""A training run's summary for ``training.ship --training``, built from the run's own files.
+
+    python -m training.run_summary runs/sam_small_c9 --step0 runs/eval16_base --compare runs/pcmp_c8_c9 \\
+        --base models/sam_small/metrics.json --note device="CPU, 2 threads"
+
+Writes ``RUN/summary.json`` (or ``--out``) with:
+
+- ``config``: the run's resolved ``config.json`` (model, init, data, schedule, rounds, precision, seed);
+- ``steps_planned`` / ``steps_run``, ``train_wall_seconds`` (the sum of the logged windows: every
+  second from the first step to the last log line, validation and checkpoints included, summed
+  across resumed sessions, whose first window is taken as ``log_every`` steps), the median seconds
+  per step of the logged windows inside the curriculum (``curriculum_steps``; mixed 3-round and
+  full steps) and after it (all rounds);
+- ``val_curve``: the run's validation records by step (``log.jsonl``), with step 0 taken from
+  ``--step0``, a ``training.evaluate --out`` folder evaluated on the run's own validation objects;
+- ``paired``: a ``training.compare --out`` folder's result (``a`` is the previous model, ``b`` this
+  run): both models' means and ``b - a`` with its 95 % scene-bootstrap interval, per metric;
+- ``base``: the ``training`` record of a ``metrics.json`` (the summary of the run this one started
+  from), so that a shipped ``metrics.json`` holds the whole lineage;
+- ``notes``: free text given as ``--note KEY=TEXT``.
+
+Every figure is read from a file, none typed by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+VAL_KEYS = ("one_click_miou_best_of_3", "one_click_miou_top_ranked", "box_miou")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def step_times(records: list[dict], curriculum_steps: int, log_every: int) -> dict[str, Any]:
+    """Wall time and median seconds per step from the ``train`` records of ``log.jsonl``.
+
+    Each record's ``seconds_per_step`` is the mean over the steps since the previous record (its
+    window). A window belongs to the curriculum when its last step is at most ``curriculum_steps``.
+    Time spent on steps that a resumed session ran again is counted: it was spent.
+    """
+    train = [r for r in records if r.get("type") == "train"]
+    if not train:
+        raise ValueError("log.jsonl has no train records")
+    windows, previous, resumed = [], 0, 0
+    for r in records:  # in file order: a resumed session appends steps from its checkpoint again
+        if r.get("type") != "train":
+            continue
+        if r["step"] <= previous:  # its first window started at an unlogged step: taken as log_every steps
+            resumed += 1
+            n = min(log_every, r["step"])
+        else:
+            n = r["step"] - previous
+        windows.append((r["step"], n, r["seconds_per_step"]))
+        previous = r["step"]
+    mixed = [s for step, _, s in windows if step <= curriculum_steps]
+    full = [s for step, _, s in windows if step > curriculum_steps]
+    return {
+        "steps_run": max(r["step"] for r in train),
+        "resumed_sessions": resumed,
+        "train_wall_seconds": round(sum(n * s for _, n, s in windows)),
+        "seconds_per_step_curriculum_median": round(statistics.median(mixed), 3) if mixed else None,
+        "seconds_per_step_all_rounds_median": round(statistics.median(full), 3) if full else None,
+    }
+
+
+def val_curve(records: list[dict], step0: dict | None) -> dict[str, dict]:
+    curve = {}
+    if step0 is not None:
+        curve["0"] = {k: round(step0[k], 4) for k in VAL_KEYS} | {"objects": step0["objects"]}
+    for r in records:
+        if r.get("type") == "val":
+            curve[str(r["step"])] = {k: round(r[k], 4) for k in VAL_KEYS} | {"objects": r["objects"]}
+    return curve
+
+
+def paired(comparison: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "a": comparison["a"], "b": comparison["b"], "objects": comparison["objects"],
+        "scenes": comparison["scenes"], "resamples": comparison["resamples"],
+        "split": comparison["selection"].get("split"), "num_images": comparison["selection"].get("num_images"),
+    }
+    for key, m in comparison["metrics"].items():
+        out[key] = {"a": round(m["a"], 4), "b": round(m["b"], 4), "b_minus_a": round(m["b_minus_a"], 4),
+                    "ci95": [round(x, 4) for x in m["ci95"]]}
+    return out
+
+
+def summarize(run: Path, step0: Path | None = None, comparison: Path | None = None, base: Path | None = None,
+              notes: dict[str, str] | None = None) -> dict[str, Any]:
+    """The summary of the run folder ``run`` (``config.json`` and ``log.jsonl`` from ``training.train``)."""
+    config = json.loads((run / "config.json").read_text())
+    records = read_jsonl(run / "log.jsonl")
+    curriculum = config.get("curriculum_steps", 0) if config.get("curriculum_rounds") else 0
+    summary: dict[str, Any] = {"run": str(run), "config": config, "steps_planned": config["steps"]}
+    summary |= step_times(records, curriculum, config.get("log_every", 10))
+    step0_report = json.loads((step0 / "report.json").read_text())["overall"] if step0 else None
+    summary["val_curve"] = val_curve(records, step0_report)
+    if comparison is not None:
+        summary["paired"] = paired(json.loads((comparison / "comparison.json").read_text()))
+    if notes:
+        summary["notes"] = dict(notes)
+    if base is not None:
+        summary["base"] = json.loads(base.read_text()).get("training")
+    return summary
+
+
+def parse_note(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--note takes KEY=TEXT, got {text!r}")
+    return key, value
+
+
+def main(argv: list[str] | None = None) -> int:
+    doc = __doc__ or ""
+    p = argparse.ArgumentParser(prog="python -m training.run_summary", description=doc.split("\n\n")[0])
+    p.add_argument("run", type=Path, help="run folder written by training.train (config.json, log.jsonl)")
+    p.add_argument("--step0", type=Path, help="training.evaluate --out folder: the starting weights on the "
+                                              "run's validation objects (step 0 of the curve)")
+    p.add_argument("--compare", type=Path,
+                   help="training.compare --out folder: previous model (a) against this run (b)")
+    p.add_argument("--base", type=Path, help="metrics.json whose 'training' record is the run this one started from")
+    p.add_argument("--note", type=parse_note, action="append", default=[], help="KEY=TEXT, recorded under 'notes'")
+    p.add_argument("--out", type=Path, help="output file (default RUN/summary.json)")
+    args = p.parse_args(argv)
+    try:
+        summary = summarize(args.run, args.step0, args.compare, args.base, dict(args.note))
+    except (OSError, ValueError, KeyError) as e:
+        print(f"error: {e!r} (RUN needs config.json and log.jsonl from training.train; --step0 a "
+              f"training.evaluate --out folder; --compare a training.compare --out folder)", file=sys.stderr)
+        return 2
+    out = args.out or args.run / "summary.json"
+    out.write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"wrote {out}: {summary['steps_run']} steps, {summary['train_wall_seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
