@@ -8,7 +8,7 @@ Writes ``RUN/summary.json`` (or ``--out``) with:
 - ``config``: the run's resolved ``config.json`` (model, init, data, schedule, rounds, precision, seed);
 - ``steps_planned`` / ``steps_run``, ``train_wall_seconds`` (the sum of the logged windows: every
   second from the first step to the last log line, validation and checkpoints included, summed
-  across resumed sessions, whose first window is taken as ``log_every`` steps), the median seconds
+  across resumed sessions, steps run twice counted twice: ``reruns``), the median seconds
   per step of the logged windows inside the curriculum (``curriculum_steps``; mixed 3-round and
   full steps) and after it (all rounds);
 - ``val_curve``: the run's validation records by step (``log.jsonl``), with step 0 taken from
@@ -42,17 +42,17 @@ def step_times(records: list[dict], curriculum_steps: int, log_every: int) -> di
 
     Each record's ``seconds_per_step`` is the mean over the steps since the previous record (its
     window). A window belongs to the curriculum when its last step is at most ``curriculum_steps``.
-    Time spent on steps that a resumed session ran again is counted: it was spent.
+    A session resumed from a checkpoint older than the last log line logs those steps again
+    (``reruns`` counts such restarts); the time spent on them is counted, since it was spent, and
+    its first window, which began at an unlogged step, is taken as ``log_every`` steps.
     """
-    train = [r for r in records if r.get("type") == "train"]
+    train = [r for r in records if r.get("type") == "train"]  # in file order
     if not train:
         raise ValueError("log.jsonl has no train records")
-    windows, previous, resumed = [], 0, 0
-    for r in records:  # in file order: a resumed session appends steps from its checkpoint again
-        if r.get("type") != "train":
-            continue
-        if r["step"] <= previous:  # its first window started at an unlogged step: taken as log_every steps
-            resumed += 1
+    windows, previous, reruns = [], 0, 0
+    for r in train:
+        if r["step"] <= previous:
+            reruns += 1
             n = min(log_every, r["step"])
         else:
             n = r["step"] - previous
@@ -62,7 +62,7 @@ def step_times(records: list[dict], curriculum_steps: int, log_every: int) -> di
     full = [s for step, _, s in windows if step > curriculum_steps]
     return {
         "steps_run": max(r["step"] for r in train),
-        "resumed_sessions": resumed,
+        "reruns": reruns,
         "train_wall_seconds": round(sum(n * s for _, n, s in windows)),
         "seconds_per_step_curriculum_median": round(statistics.median(mixed), 3) if mixed else None,
         "seconds_per_step_all_rounds_median": round(statistics.median(full), 3) if full else None,
