@@ -8,9 +8,8 @@ Writes ``RUN/summary.json`` (or ``--out``) with:
 - ``config``: the run's resolved ``config.json`` (model, init, data, schedule, rounds, precision, seed);
 - ``steps_planned`` / ``steps_run``, ``train_wall_seconds`` (the sum of the logged windows: every
   second from the first step to the last log line, validation and checkpoints included, summed
-  across resumed sessions, steps run twice counted twice: ``reruns``), the median seconds
-  per step of the logged windows inside the curriculum (``curriculum_steps``; mixed 3-round and
-  full steps) and after it (all rounds);
+  across resumed sessions), the median seconds per step of the logged windows inside the
+  curriculum (``curriculum_steps``; mixed 3-round and full steps) and after it (all rounds);
 - ``val_curve``: the run's validation records by step (``log.jsonl``), with step 0 taken from
   ``--step0``, a ``training.evaluate --out`` folder evaluated on the run's own validation objects;
 - ``paired``: a ``training.compare --out`` folder's result (``a`` is the previous model, ``b`` this
@@ -30,39 +29,30 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from training.train import read_log
+
 VAL_KEYS = ("one_click_miou_best_of_3", "one_click_miou_top_ranked", "box_miou")
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def step_times(records: list[dict], curriculum_steps: int, log_every: int) -> dict[str, Any]:
+def step_times(records: list[dict], curriculum_steps: int) -> dict[str, Any]:
     """Wall time and median seconds per step from the ``train`` records of ``log.jsonl``.
 
     Each record's ``seconds_per_step`` is the mean over the steps since the previous record (its
     window). A window belongs to the curriculum when its last step is at most ``curriculum_steps``.
-    A session resumed from a checkpoint older than the last log line logs those steps again
-    (``reruns`` counts such restarts); the time spent on them is counted, since it was spent, and
-    its first window, which began at an unlogged step, is taken as ``log_every`` steps.
+    ``training.train --resume`` drops the log records after the checkpoint it resumes from, so each
+    step is logged once, and time spent on steps that a resume discarded is not counted.
     """
-    train = [r for r in records if r.get("type") == "train"]  # in file order
+    train = [r for r in records if r.get("type") == "train"]
     if not train:
         raise ValueError("log.jsonl has no train records")
-    windows, previous, reruns = [], 0, 0
+    windows, previous = [], 0
     for r in train:
-        if r["step"] <= previous:
-            reruns += 1
-            n = min(log_every, r["step"])
-        else:
-            n = r["step"] - previous
-        windows.append((r["step"], n, r["seconds_per_step"]))
+        windows.append((r["step"], r["step"] - previous, r["seconds_per_step"]))
         previous = r["step"]
     mixed = [s for step, _, s in windows if step <= curriculum_steps]
     full = [s for step, _, s in windows if step > curriculum_steps]
     return {
-        "steps_run": max(r["step"] for r in train),
-        "reruns": reruns,
+        "steps_run": previous,
         "train_wall_seconds": round(sum(n * s for _, n, s in windows)),
         "seconds_per_step_curriculum_median": round(statistics.median(mixed), 3) if mixed else None,
         "seconds_per_step_all_rounds_median": round(statistics.median(full), 3) if full else None,
@@ -95,10 +85,9 @@ def summarize(run: Path, step0: Path | None = None, comparison: Path | None = No
               notes: dict[str, str] | None = None) -> dict[str, Any]:
     """The summary of the run folder ``run`` (``config.json`` and ``log.jsonl`` from ``training.train``)."""
     config = json.loads((run / "config.json").read_text())
-    records = read_jsonl(run / "log.jsonl")
-    curriculum = config.get("curriculum_steps", 0) if config.get("curriculum_rounds") else 0
+    records = read_log(run / "log.jsonl")
     summary: dict[str, Any] = {"run": str(run), "config": config, "steps_planned": config["steps"]}
-    summary |= step_times(records, curriculum, config.get("log_every", 10))
+    summary |= step_times(records, config["curriculum_steps"])
     step0_report = json.loads((step0 / "report.json").read_text())["overall"] if step0 else None
     summary["val_curve"] = val_curve(records, step0_report)
     if comparison is not None:
