@@ -60,13 +60,9 @@ def step_times(records: list[dict], curriculum_steps: int) -> dict[str, Any]:
 
 
 def val_curve(records: list[dict], step0: dict | None) -> dict[str, dict]:
-    curve = {}
-    if step0 is not None:
-        curve["0"] = {k: round(step0[k], 4) for k in VAL_KEYS} | {"objects": step0["objects"]}
-    for r in records:
-        if r.get("type") == "val":
-            curve[str(r["step"])] = {k: round(r[k], 4) for k in VAL_KEYS} | {"objects": r["objects"]}
-    return curve
+    """Validation points by step (as strings); ``step0`` (an evaluation's ``overall``) becomes step "0"."""
+    points = ([(0, step0)] if step0 is not None else []) + [(r["step"], r) for r in records if r.get("type") == "val"]
+    return {str(step): {k: round(r[k], 4) for k in VAL_KEYS} | {"objects": r["objects"]} for step, r in points}
 
 
 def paired(comparison: dict) -> dict[str, Any]:
