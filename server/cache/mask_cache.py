@@ -40,8 +40,12 @@ class MaskCacheStats:
 
 
 def new_mask_id() -> str:
-    """A random, URL-safe, opaque mask id (128 bits of entropy)."""
-    return secrets.token_urlsafe(16)
+    """A random, opaque mask id: 32 lowercase hex digits (128 bits of entropy).
+
+    Hex, not base64url: a base64url id starts with '-' once in 64, and a command line then reads it
+    as an option (``sam-client segment --mask-id -x...`` fails in argparse).
+    """
+    return secrets.token_hex(16)
 
 
 class MaskCache:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.cache.mask_cache import MaskCache
+from server.cache.mask_cache import MaskCache, new_mask_id
 
 
 def logits(seed: int) -> np.ndarray:
@@ -25,6 +25,13 @@ def test_put_returns_a_fresh_opaque_id_and_get_returns_a_read_only_copy() -> Non
     assert not stored.logits.flags.writeable
     assert (stored.model_id, stored.image_id) == ("tiny", "img")
     assert len(mask_id) >= 20 and mask_id != cache.put(logits(0), model_id="tiny", image_id="img")
+
+
+def test_mask_ids_are_hex_so_a_command_line_never_reads_one_as_an_option() -> None:
+    # 2000 draws: an id alphabet with '-' would start one with it with probability 1 - (63/64)**2000
+    ids = [new_mask_id() for _ in range(2000)]
+    assert all(len(i) == 32 and set(i) <= set("0123456789abcdef") for i in ids)
+    assert len(set(ids)) == len(ids)
 
 
 def test_keeps_only_the_most_recent_entries() -> None:
