@@ -9,6 +9,13 @@ for both, so both see the same scenes and prompts. Prints per-variant medians, t
 moves the numbers).
 
     python bench/bench_training.py [--config training/configs/sam_small_continue4.json] [--repeats 5]
+    python bench/bench_training.py --device cuda --batch-size 8 --batch-size 16 --data-workers 8 --json OUT.json
+
+With several ``--batch-size`` values every precision runs at each (the scenes of a step drawn
+ahead by ``--data-workers`` processes, as ``training.train`` does with ``data_workers``, so the
+times are the model's and the click sampling's, not the scene generator's); on a GPU each time
+is taken after the device finished the step. ``--json`` also writes the medians, per variant, as
+``{"fp32/b8": {"3": seconds, "11": seconds}, ...}``.
 """
 
 from __future__ import annotations
@@ -25,12 +32,18 @@ from training.train import TrainConfig, TrainSource, build, train_step
 
 
 def step_once(model: torch.nn.Module, optimizer: torch.optim.Optimizer, source: TrainSource, config: TrainConfig,
-              step: int, rounds: int) -> tuple[float, float]:
+              step: int, rounds: int, device: torch.device) -> tuple[float, float]:
     """One training step exactly as ``training.train`` takes it, with ``rounds`` rounds; returns
-    (seconds, loss)."""
+    (seconds, loss), the time taken once the device has finished the step."""
+    source.prefetch(step, 1, config.batch_size)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
-    result, _ = train_step(model, optimizer, source, config, step, torch.device("cpu"), rounds=rounds)
-    return time.perf_counter() - start, float(result.loss.item())
+    result, _ = train_step(model, optimizer, source, config, step, device, rounds=rounds)
+    loss = float(result.loss.item())
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start, loss
 
 
 def main() -> None:
@@ -38,34 +51,53 @@ def main() -> None:
     parser.add_argument("--config", default="training/configs/sam_small_continue4.json", help="a training config")
     parser.add_argument("--repeats", type=int, default=5, help="steps per variant and episode length")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--batch-size", type=int, action="append",
+                        help="images per step (repeatable; default the config's)")
+    parser.add_argument("--data-workers", type=int, default=0, help="processes drawing scenes ahead")
+    parser.add_argument("--json", type=Path, help="also write the medians here")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    values = json.loads(Path(args.config).read_text())
-    configs = {p: TrainConfig.from_dict({**values, "precision": p}) for p in ("fp32", "bf16")}
-    source = TrainSource(configs["fp32"].data, 256)
-    for rounds in (3, 11):
-        times: dict[str, list[float]] = {"fp32": [], "bf16": []}
-        first_loss: dict[str, float] = {}
-        for precision, config in configs.items():  # warm-up, and the step-0 losses on the same weights
-            torch.manual_seed(0)
-            model = build(config).train()
-            first_loss[precision] = step_once(model, torch.optim.SGD(model.parameters(), lr=0.0), source, config,
-                                              0, rounds)[1]
-        models = {}
-        for precision, config in configs.items():
-            torch.manual_seed(0)
-            model = build(config).train()
-            models[precision] = (model, torch.optim.AdamW(model.parameters(), lr=1e-5))
-        for step in range(1, args.repeats + 1):
-            for precision, config in configs.items():
-                model, optimizer = models[precision]
-                times[precision].append(step_once(model, optimizer, source, config, step, rounds)[0])
-        fp32, bf16 = statistics.median(times["fp32"]), statistics.median(times["bf16"])
-        drift = abs(first_loss["bf16"] - first_loss["fp32"]) / abs(first_loss["fp32"])
-        print(f"{rounds:2d}-round step: fp32 {fp32:.3f} s, bf16 {bf16:.3f} s (medians of {args.repeats}): "
-              f"bf16/fp32 {bf16 / fp32:.2f}x; step-0 loss {first_loss['fp32']:.5f} vs {first_loss['bf16']:.5f} "
-              f"(relative difference {drift:.1e})")
+    device = torch.device(args.device)
+    values = json.loads(Path(args.config).read_text()) | {"device": args.device}
+    batches = args.batch_size or [int(values["batch_size"])]
+    configs = {f"{p}/b{b}": TrainConfig.from_dict({**values, "precision": p, "batch_size": b})
+               for b in batches for p in ("fp32", "bf16")}
+    first = next(iter(configs.values()))
+    source = TrainSource(first.data, 256)
+    source.start_prefetch(args.data_workers)
+    results: dict[str, dict[str, float]] = {name: {} for name in configs}
+    try:
+        for rounds in (3, 11):
+            times: dict[str, list[float]] = {name: [] for name in configs}
+            first_loss: dict[str, float] = {}
+            for name, config in configs.items():  # warm-up, and the step-0 losses on the same weights
+                torch.manual_seed(0)
+                model = build(config).to(device).train()
+                first_loss[name] = step_once(model, torch.optim.SGD(model.parameters(), lr=0.0), source, config,
+                                             0, rounds, device)[1]
+            models = {}
+            for name, config in configs.items():
+                torch.manual_seed(0)
+                model = build(config).to(device).train()
+                models[name] = (model, torch.optim.AdamW(model.parameters(), lr=1e-5))
+            for step in range(1, args.repeats + 1):
+                for name, config in configs.items():
+                    model, optimizer = models[name]
+                    times[name].append(step_once(model, optimizer, source, config, step, rounds, device)[0])
+            for b in batches:
+                fp32, bf16 = statistics.median(times[f"fp32/b{b}"]), statistics.median(times[f"bf16/b{b}"])
+                results[f"fp32/b{b}"][str(rounds)], results[f"bf16/b{b}"][str(rounds)] = fp32, bf16
+                base, cand = first_loss[f"fp32/b{b}"], first_loss[f"bf16/b{b}"]
+                drift = abs(cand - base) / abs(base)
+                print(f"{rounds:2d}-round step, {b} images: fp32 {fp32:.3f} s, bf16 {bf16:.3f} s (medians of "
+                      f"{args.repeats}): bf16/fp32 {bf16 / fp32:.2f}x; step-0 loss {base:.5f} vs {cand:.5f} "
+                      f"(relative difference {drift:.1e})", flush=True)
+    finally:
+        source.close()
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

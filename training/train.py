@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from collections import OrderedDict
@@ -46,6 +47,7 @@ import torch
 from torch import nn
 
 from training.clicks import plan_rounds
+from training.data.prefetch import Prefetcher
 from training.interactive import DecodeFn, EpisodeResult, run_episode
 from training.plot import draw_curves
 
@@ -123,6 +125,19 @@ class TrainConfig:
     val_noc: bool = False  # also run the 20-click NoC protocol at validation (slow)
     ckpt_every: int = 100
     threads: int = 0  # torch CPU threads (0: torch's default)
+    # > 0: the scenes of the next steps are generated ahead in this many worker processes
+    # (training.data.prefetch; unbounded synthetic data only, whose scene indices are known ahead).
+    # The same scenes as without workers: only where they are computed changes
+    data_workers: int = 0
+    # > 0: fit the run into this many seconds of wall time (from the start of ``train``, setup
+    # included): after the first ``budget_probe_steps`` steps, ``steps`` is set from their measured
+    # times so that the last step ends by ``budget_target`` of the budget (``curriculum_steps``
+    # scaled with it, the other settings unchanged), and a step is not started once the budget is
+    # spent (the run then ends early, saved). The final validation and save come after the steps.
+    # Only a fresh run is resized; ``config.json`` records the resolved ``steps``
+    time_budget_s: float = 0.0
+    budget_probe_steps: int = 30
+    budget_target: float = 0.95
     device: str | None = None  # cpu / cuda (default: cuda if available)
     # "fp32", or "bf16": the image encoder and the mask decoder run under bfloat16 autocast (their
     # outputs are cast back to float32, so the losses, click sampling, optimizer and weights stay
@@ -142,6 +157,10 @@ class TrainConfig:
                             "(first prompt, a middle mask-only round, the last)")
         if self.curriculum_steps < 0 or self.curriculum_full_every < 0:
             problems.append("curriculum_steps and curriculum_full_every must be >= 0")
+        if self.data_workers < 0 or self.time_budget_s < 0 or self.budget_probe_steps < 3 \
+                or not 0 < self.budget_target <= 1:
+            problems.append("need data_workers >= 0, time_budget_s >= 0, budget_probe_steps >= 3 and "
+                            "0 < budget_target <= 1")
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         source = self.data.get("source") if isinstance(self.data, dict) else None
@@ -204,8 +223,32 @@ class TrainSource:
             self.finite = True
             self.key = "coco-" + _digest({"annotations": str(Path(spec["annotations"]).resolve())})
 
+        self.prefetcher: Prefetcher | None = None
+
     def __len__(self) -> int:
         return len(self.dataset)
+
+    def start_prefetch(self, workers: int) -> bool:
+        """Generates the scenes of upcoming steps in ``workers`` processes (see :meth:`prefetch`);
+        only for unbounded synthetic data, whose indices do not depend on the random draws.
+        Returns whether prefetching is on."""
+        if workers <= 0 or self.finite or self.spec["source"] != "synthetic":
+            return False
+        self.prefetcher = Prefetcher(self.dataset, workers)
+        return True
+
+    def prefetch(self, step: int, steps: int, batch_size: int) -> None:
+        """Asks for the scenes of steps ``step .. step + steps - 1`` (and drops older pending work)."""
+        if self.prefetcher is None:
+            return
+        first = step * batch_size
+        self.prefetcher.forget_below(first % len(self.dataset))
+        self.prefetcher.want(i % len(self.dataset) for i in range(first, first + steps * batch_size))
+
+    def close(self) -> None:
+        if self.prefetcher is not None:
+            self.prefetcher.close()
+            self.prefetcher = None
 
     def pick(self, rng: np.random.Generator, step: int, slot: int, batch_size: int) -> int:
         """Index of the image for ``slot`` of ``step``: fresh sequential scenes for unbounded synthetic
@@ -215,7 +258,7 @@ class TrainSource:
         return int(rng.integers(len(self.dataset)))
 
     def __getitem__(self, index: int) -> Any:
-        return self.dataset[index]
+        return (self.prefetcher or self.dataset)[index]
 
 
 def resize_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -522,9 +565,40 @@ def train_step(model: Any, optimizer: torch.optim.Optimizer, source: TrainSource
     return result, grad_norm
 
 
+def fit_to_budget(config: TrainConfig, probe: Sequence[tuple[bool, float]], elapsed: float) -> dict[str, Any]:
+    """The run length that ends by ``budget_target * time_budget_s`` (see ``TrainConfig``).
+
+    ``probe``: ``(in_curriculum, seconds)`` of each step run so far (from step 0; the first two are
+    left out of the rates, as warm-up); ``elapsed``: seconds since ``train`` began. The curriculum
+    keeps its share of the steps, and its every ``curriculum_full_every``-th step is costed as a
+    full one. Returns ``steps``, ``curriculum_steps`` and the figures they came from."""
+    measured = list(probe[2:]) or list(probe)
+    short = [t for warm, t in measured if warm]
+    full = [t for warm, t in measured if not warm]
+    ratio = config.rounds / config.curriculum_rounds
+    t_short = statistics.median(short) if short else statistics.median(full) / ratio
+    t_full = statistics.median(full) if full else statistics.median(short) * ratio
+    every = config.curriculum_full_every
+    t_curriculum = t_short if every == 0 else ((every - 1) * t_short + t_full) / every
+    share = min(1.0, config.curriculum_steps / config.steps)
+    done = len(probe)
+    target = config.budget_target * config.time_budget_s
+    # elapsed + (share * n - done) * t_curriculum + (1 - share) * n * t_full = target (the probe's
+    # steps being curriculum steps when there is a curriculum)
+    t_done = t_curriculum if share > 0 else t_full
+    steps = int((target - elapsed + done * t_done) / (share * t_curriculum + (1 - share) * t_full))
+    steps = max(steps, done)
+    return {"steps": steps, "curriculum_steps": round(share * steps), "probe_steps": done,
+            "seconds_per_short_step": round(t_short, 4), "seconds_per_full_step": round(t_full, 4),
+            "elapsed_s": round(elapsed, 1), "time_budget_s": config.time_budget_s}
+
+
 def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
     """Runs (or resumes) a training run in ``out``. ``stop_after``: return after this many steps of
-    this call (for tests); the schedule still follows ``config.steps``. Returns the last train record."""
+    this call (for tests); the schedule still follows ``config.steps``. Returns the last train record.
+    With ``time_budget_s`` a fresh run sets ``config.steps`` and ``config.curriculum_steps`` (on the
+    object passed in) after its probe steps."""
+    t_begin = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     if config.threads > 0:
         torch.set_num_threads(config.threads)
@@ -580,14 +654,36 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
     last: dict[str, Any] = {}
     ema = None
     step = start
+    resize = config.time_budget_s > 0 and start == 0 and config.steps > config.budget_probe_steps
+    probe: list[tuple[bool, float]] = []
+    prefetching = source.start_prefetch(config.data_workers)
+    ahead = max(2, math.ceil(3 * config.data_workers / config.batch_size))  # steps of scenes asked for ahead
     t_last, t_step = time.perf_counter(), start
     try:
         end = config.steps if stop_after is None else min(config.steps, start + stop_after)
         while step < end:
+            if config.time_budget_s > 0 and time.perf_counter() - t_begin > config.time_budget_s:
+                log({"type": "budget_stop", "step": step, "elapsed_s": round(time.perf_counter() - t_begin, 1)})
+                print(f"\ntime budget of {config.time_budget_s} s spent: stopping at step {step} of {config.steps}",
+                      file=sys.stderr)
+                break
+            if prefetching:
+                source.prefetch(step, ahead, config.batch_size)
+            t_start = time.perf_counter()
             result, grad_norm = train_step(model, optimizer, source, config, step, device, cache)
             scheduler.step()
             step += 1
-            loss = float(result.loss.item())
+            loss = float(result.loss.item())  # (waits for the device: the step's time is complete)
+            if resize:
+                probe.append((in_curriculum(config, step - 1), time.perf_counter() - t_start))
+                if step == config.budget_probe_steps:
+                    plan = fit_to_budget(config, probe, time.perf_counter() - t_begin)
+                    config.steps, config.curriculum_steps = plan["steps"], plan["curriculum_steps"]
+                    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+                    log({"type": "budget", "step": step, **plan})
+                    bar.total = config.steps
+                    end = config.steps if stop_after is None else min(config.steps, start + stop_after)
+                    resize = False
             ema = loss if ema is None else 0.95 * ema + 0.05 * loss
             if step % config.log_every == 0 or step == end:
                 now = time.perf_counter()
@@ -616,6 +712,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
         raise
     finally:
         bar.close()
+        source.close()
     save(step)
     draw_curves(read_log(log_path), out / "curves.png")
     return last
@@ -642,6 +739,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-every", type=int)
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--device", help="cpu or cuda")
+    p.add_argument("--data-workers", type=int,
+                   help="processes generating the next steps' synthetic scenes ahead (0: in the training process)")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="fit a fresh run into this wall time: steps (and curriculum_steps) are set from the "
+                        "first budget_probe_steps steps' times, and no step starts once it is spent")
     p.add_argument("--precision", choices=sorted(PRECISIONS),
                    help="bf16: run the model under bfloat16 autocast (faster where the CPU or GPU has bf16)")
     return p
@@ -662,7 +764,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {"init": args.init, "model": args.model, "steps": args.steps, "batch_size": args.batch_size,
                  "objects_per_image": args.objects_per_image, "lr": args.lr, "warmup_steps": args.warmup_steps,
                  "seed": args.seed, "val_every": args.val_every, "ckpt_every": args.ckpt_every,
-                 "threads": args.threads, "device": args.device, "precision": args.precision}
+                 "threads": args.threads, "device": args.device, "precision": args.precision,
+                 "data_workers": args.data_workers, "time_budget_s": args.time_budget}
     values.update({k: v for k, v in overrides.items() if v is not None})
     if args.freeze_image_encoder:
         values["freeze_image_encoder"] = True

@@ -10,7 +10,17 @@ import sam
 import training.train as train_module
 from training.clicks import plan_rounds
 from training.interactive import run_episode
-from training.train import TrainConfig, TrainSource, build, in_curriculum, lr_factor, main, make_batch, train
+from training.train import (
+    TrainConfig,
+    TrainSource,
+    build,
+    fit_to_budget,
+    in_curriculum,
+    lr_factor,
+    main,
+    make_batch,
+    train,
+)
 
 # A tiny, fast recipe: 2 fixed scenes, 4 objects each, 3 rounds, loss at the 64 px low-res size.
 TINY = {
@@ -187,6 +197,72 @@ def test_curriculum_prompts_whole_objects_only_and_checks_rounds():
         assert target[h:].sum() == 0 and target[:, w:].sum() == 0
         # the scene is already at the model's size: targets are the scene's masks unchanged
         assert int(target.sum()) in areas
+
+
+def test_fit_to_budget_costs_short_and_full_steps():
+    config = TrainConfig.from_dict(TINY | {"steps": 100, "curriculum_steps": 90, "curriculum_full_every": 10,
+                                           "rounds": 11, "curriculum_rounds": 3, "time_budget_s": 100})
+    # steps 0-1 are warm-up (left out); step 9 is a full step of the curriculum
+    probe = [(True, 5.0), (True, 5.0)] + [(True, 1.0)] * 7 + [(False, 3.0)]
+    plan = fit_to_budget(config, probe, elapsed=20.0)
+    # a curriculum step costs (9 * 1 + 3) / 10 = 1.2 s on average, a full one 3 s; 90 % of the run is
+    # curriculum: 20 + (0.9 n - 10) * 1.2 + 0.1 n * 3 = 0.95 * 100  ->  n = 87 / 1.38 = 63.04
+    assert (plan["steps"], plan["curriculum_steps"]) == (63, 57)
+    assert (plan["seconds_per_short_step"], plan["seconds_per_full_step"]) == (1.0, 3.0)
+    # without a full step in the probe, full steps are costed by their rounds (11 / 3 of a short one)
+    plan = fit_to_budget(config, [(True, 1.0)] * 5, elapsed=5.0)
+    assert plan["seconds_per_full_step"] == pytest.approx(11 / 3, abs=1e-4)
+    # a budget already spent keeps the steps that ran
+    assert fit_to_budget(config, probe, elapsed=500.0)["steps"] == 10
+    with pytest.raises(ValueError, match="budget_probe_steps"):
+        TrainConfig.from_dict(TINY | {"budget_probe_steps": 2})
+
+
+def test_time_budget_resizes_a_fresh_run_and_stops_at_it(tmp_path):
+    config = TrainConfig.from_dict(TINY | {"steps": 10_000, "time_budget_s": 6.0, "budget_probe_steps": 3,
+                                           "objects_per_image": 2})
+    out = tmp_path / "run"
+    assert main(["--config", str(_write(tmp_path / "c.json", config.to_dict())), "--out", str(out)]) == 0
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    budget = [r for r in records if r["type"] == "budget"]
+    assert len(budget) == 1 and budget[0]["step"] == 3
+    steps = budget[0]["steps"]
+    assert 3 <= steps < 10_000
+    assert json.loads((out / "config.json").read_text())["steps"] == steps  # the resolved length is recorded
+    last = max(r["step"] for r in records if r["type"] == "train")
+    stopped = [r for r in records if r["type"] == "budget_stop"]
+    # the run ends at its resolved length, or earlier if the budget ran out first (a noisy machine)
+    assert last == steps or (stopped and stopped[0]["step"] == last < steps)
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == last
+
+
+def test_data_workers_draw_the_same_batches(tmp_path):
+    config = TrainConfig.from_dict(TINY | {"data": {"source": "synthetic", "scene": {}, "scenes": None},
+                                           "batch_size": 2, "objects_per_image": 2})
+    model = build(config)
+    plain = TrainSource(config.data, model.config.image_size)
+    ahead = TrainSource(config.data, model.config.image_size)
+    assert ahead.start_prefetch(2)
+    try:
+        ahead.prefetch(3, 2, config.batch_size)  # steps 3 and 4
+        assert sorted(ahead.prefetcher.pending) == [6, 7, 8, 9]
+        with torch.no_grad():
+            for step in (3, 4):
+                a = make_batch(model, plain, config, np.random.default_rng([0, step]), step, torch.device("cpu"), None)
+                b = make_batch(model, ahead, config, np.random.default_rng([0, step]), step, torch.device("cpu"), None)
+                assert a.indices == b.indices == [2 * step, 2 * step + 1]
+                torch.testing.assert_close(a.targets, b.targets, rtol=0, atol=0)
+                torch.testing.assert_close(a.embeddings, b.embeddings)
+        assert ahead.prefetcher.hits == 4
+    finally:
+        ahead.close()
+    finite = TrainSource(TINY["data"], 256)  # a fixed pool draws its images at random: nothing to prefetch
+    assert not finite.start_prefetch(2)
+
+
+def _write(path: Path, values: dict) -> Path:
+    path.write_text(json.dumps(values))
+    return path
 
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "training" / "configs"
