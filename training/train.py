@@ -130,11 +130,11 @@ class TrainConfig:
     # The same scenes as without workers: only where they are computed changes
     data_workers: int = 0
     # > 0: fit the run into this many seconds of wall time (from the start of ``train``, setup
-    # included): after the first ``budget_probe_steps`` steps, ``steps`` is set from their measured
-    # times so that the last step ends by ``budget_target`` of the budget (``curriculum_steps``
-    # scaled with it, the other settings unchanged), and a step is not started once the budget is
-    # spent (the run then ends early, saved). The final validation and save come after the steps.
-    # Only a fresh run is resized; ``config.json`` records the resolved ``steps``
+    # included): after the first ``budget_probe_steps`` steps (and a timed validation there, when
+    # ``val`` is set), ``steps`` is set from their measured times so that the last step and the
+    # validations end by ``budget_target`` of the budget (``curriculum_steps`` scaled with it, the
+    # other settings unchanged), and a step is not started once the budget is spent (the run then
+    # ends early, saved). Only a fresh run is resized; ``config.json`` records the resolved ``steps``
     time_budget_s: float = 0.0
     budget_probe_steps: int = 30
     budget_target: float = 0.95
@@ -565,13 +565,16 @@ def train_step(model: Any, optimizer: torch.optim.Optimizer, source: TrainSource
     return result, grad_norm
 
 
-def fit_to_budget(config: TrainConfig, probe: Sequence[tuple[bool, float]], elapsed: float) -> dict[str, Any]:
+def fit_to_budget(config: TrainConfig, probe: Sequence[tuple[bool, float]], elapsed: float,
+                  val_seconds: float = 0.0) -> dict[str, Any]:
     """The run length that ends by ``budget_target * time_budget_s`` (see ``TrainConfig``).
 
     ``probe``: ``(in_curriculum, seconds)`` of each step run so far (from step 0; the first two are
-    left out of the rates, as warm-up); ``elapsed``: seconds since ``train`` began. The curriculum
-    keeps its share of the steps, and its every ``curriculum_full_every``-th step is costed as a
-    full one. Returns ``steps``, ``curriculum_steps`` and the figures they came from."""
+    left out of the rates, as warm-up); ``elapsed``: seconds since ``train`` began; ``val_seconds``:
+    what one validation takes (0: no validation), counted every ``val_every`` steps from here and
+    once more at the end. The curriculum keeps its share of the steps, and its every
+    ``curriculum_full_every``-th step is costed as a full one. Returns ``steps``,
+    ``curriculum_steps`` and the figures they came from."""
     measured = list(probe[2:]) or list(probe)
     short = [t for warm, t in measured if warm]
     full = [t for warm, t in measured if not warm]
@@ -583,14 +586,18 @@ def fit_to_budget(config: TrainConfig, probe: Sequence[tuple[bool, float]], elap
     share = min(1.0, config.curriculum_steps / config.steps)
     done = len(probe)
     target = config.budget_target * config.time_budget_s
-    # elapsed + (share * n - done) * t_curriculum + (1 - share) * n * t_full = target (the probe's
-    # steps being curriculum steps when there is a curriculum)
+    # elapsed + (share * n - done) * t_curriculum + (1 - share) * n * t_full
+    #     + val_seconds * ((n - done) / val_every + 1) = target
+    # (the probe's steps being curriculum steps when there is a curriculum)
     t_done = t_curriculum if share > 0 else t_full
-    steps = int((target - elapsed + done * t_done) / (share * t_curriculum + (1 - share) * t_full))
+    per_val = val_seconds / config.val_every
+    steps = int((target - elapsed + done * (t_done + per_val) - val_seconds)
+                / (share * t_curriculum + (1 - share) * t_full + per_val))
     steps = max(steps, done)
     return {"steps": steps, "curriculum_steps": round(share * steps), "probe_steps": done,
             "seconds_per_short_step": round(t_short, 4), "seconds_per_full_step": round(t_full, 4),
-            "elapsed_s": round(elapsed, 1), "time_budget_s": config.time_budget_s}
+            "seconds_per_validation": round(val_seconds, 2), "elapsed_s": round(elapsed, 1),
+            "time_budget_s": config.time_budget_s}
 
 
 def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
@@ -651,6 +658,18 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
             f.write(json.dumps(record) + "\n")
 
     bar = ProgressBar(config.steps, start)
+
+    def validation(step: int) -> None:
+        nonlocal best
+        metrics = validate(model, val, config)
+        score = metrics["one_click_miou_best_of_3"]
+        log({"type": "val", "step": step, **metrics})
+        if score > best:
+            best = score
+            atomic_save(model.state_dict(), out / "best.pt")
+        bar.update(step, f"val 1-click mIoU {score:.3f} box {metrics['box_miou']:.3f}", force=True)
+        draw_curves(read_log(log_path), out / "curves.png")
+
     last: dict[str, Any] = {}
     ema = None
     step = start
@@ -677,7 +696,12 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
             if resize:
                 probe.append((in_curriculum(config, step - 1), time.perf_counter() - t_start))
                 if step == config.budget_probe_steps:
-                    plan = fit_to_budget(config, probe, time.perf_counter() - t_begin)
+                    val_seconds = 0.0
+                    if val:  # a validation here too, timed, so that the plan counts them
+                        t_val = time.perf_counter()
+                        validation(step)
+                        val_seconds = time.perf_counter() - t_val
+                    plan = fit_to_budget(config, probe, time.perf_counter() - t_begin, val_seconds)
                     config.steps, config.curriculum_steps = plan["steps"], plan["curriculum_steps"]
                     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
                     log({"type": "budget", "step": step, **plan})
@@ -696,14 +720,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
                 log(last)
             bar.update(step, f"loss {ema:.4f} lr {optimizer.param_groups[0]['lr']:.2e}")
             if val and (step % config.val_every == 0 or step == config.steps):
-                metrics = validate(model, val, config)
-                score = metrics["one_click_miou_best_of_3"]
-                log({"type": "val", "step": step, **metrics})
-                if score > best:
-                    best = score
-                    atomic_save(model.state_dict(), out / "best.pt")
-                bar.update(step, f"val 1-click mIoU {score:.3f} box {metrics['box_miou']:.3f}", force=True)
-                draw_curves(read_log(log_path), out / "curves.png")
+                validation(step)
             if step % config.ckpt_every == 0:
                 save(step)
     except KeyboardInterrupt:

@@ -212,6 +212,10 @@ def test_fit_to_budget_costs_short_and_full_steps():
     # without a full step in the probe, full steps are costed by their rounds (11 / 3 of a short one)
     plan = fit_to_budget(config, [(True, 1.0)] * 5, elapsed=5.0)
     assert plan["seconds_per_full_step"] == pytest.approx(11 / 3, abs=1e-4)
+    # validations (every 10 steps from here, and one at the end) are costed too: 2 s each adds
+    # 0.2 s a step and 2 s: 20 + (0.9 n - 10) * 1.2 + 0.1 n * 3 + 2 * ((n - 10) / 10 + 1) = 95  ->  n = 55.06
+    config.val_every = 10
+    assert fit_to_budget(config, probe, elapsed=20.0, val_seconds=2.0)["steps"] == 55
     # a budget already spent keeps the steps that ran
     assert fit_to_budget(config, probe, elapsed=500.0)["steps"] == 10
     with pytest.raises(ValueError, match="budget_probe_steps"):
@@ -219,13 +223,16 @@ def test_fit_to_budget_costs_short_and_full_steps():
 
 
 def test_time_budget_resizes_a_fresh_run_and_stops_at_it(tmp_path):
-    config = TrainConfig.from_dict(TINY | {"steps": 10_000, "time_budget_s": 6.0, "budget_probe_steps": 3,
-                                           "objects_per_image": 2})
+    config = TrainConfig.from_dict(TINY | {"steps": 10_000, "time_budget_s": 8.0, "budget_probe_steps": 3,
+                                           "objects_per_image": 2, "val": {"source": "synthetic", "scenes": 1},
+                                           "val_max_objects": 2, "val_every": 10_000})
     out = tmp_path / "run"
     assert main(["--config", str(_write(tmp_path / "c.json", config.to_dict())), "--out", str(out)]) == 0
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     budget = [r for r in records if r["type"] == "budget"]
     assert len(budget) == 1 and budget[0]["step"] == 3
+    assert budget[0]["seconds_per_validation"] > 0  # the probe ends with a timed validation
+    assert [r["step"] for r in records if r["type"] == "val"][0] == 3
     steps = budget[0]["steps"]
     assert 3 <= steps < 10_000
     assert json.loads((out / "config.json").read_text())["steps"] == steps  # the resolved length is recorded
