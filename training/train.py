@@ -4,6 +4,8 @@
     python -m training.train --out runs/tiny --resume                 # continue (config from the run)
     python -m training.train --config CONFIG.json --out runs/ft --init sam_vit_b.pth \\
         --freeze-image-encoder                                         # cheap fine-tuning
+    python -m training.train --config CONFIG.json --out runs/x --time-budget 3600 \\
+        --data-workers 8                                               # fit the run into an hour
 
 Each step draws ``batch_size`` images and ``objects_per_image`` ground-truth masks from each (any
 level: whole, part or sub-part), runs the 11-round episode of :mod:`training.interactive` on all
