@@ -677,6 +677,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
     step = start
     resize = config.time_budget_s > 0 and start == 0 and config.steps > config.budget_probe_steps
     probe: list[tuple[bool, float]] = []
+    probed_val = False
     prefetching = source.start_prefetch(config.data_workers)
     ahead = max(2, math.ceil(3 * config.data_workers / config.batch_size))  # steps of scenes asked for ahead
     t_last, t_step = time.perf_counter(), start
@@ -703,6 +704,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
                         t_val = time.perf_counter()
                         validation(step)
                         val_seconds = time.perf_counter() - t_val
+                        probed_val = True  # (not again below, should this step be a validation step)
                     plan = fit_to_budget(config, probe, time.perf_counter() - t_begin, val_seconds)
                     config.steps, config.curriculum_steps = plan["steps"], plan["curriculum_steps"]
                     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
@@ -721,8 +723,9 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
                 t_last, t_step = now, step
                 log(last)
             bar.update(step, f"loss {ema:.4f} lr {optimizer.param_groups[0]['lr']:.2e}")
-            if val and (step % config.val_every == 0 or step == config.steps):
+            if val and (step % config.val_every == 0 or step == config.steps) and not probed_val:
                 validation(step)
+            probed_val = False
             if step % config.ckpt_every == 0:
                 save(step)
     except KeyboardInterrupt:
