@@ -661,8 +661,10 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
 
     bar = ProgressBar(config.steps, start)
 
-    def validation(step: int) -> None:
+    def validation(step: int) -> float:
+        """Validates at ``step`` (log record, ``best.pt``, curves); returns the seconds it took."""
         nonlocal best
+        t_val = time.perf_counter()
         metrics = validate(model, val, config)
         score = metrics["one_click_miou_best_of_3"]
         log({"type": "val", "step": step, **metrics})
@@ -671,18 +673,19 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
             atomic_save(model.state_dict(), out / "best.pt")
         bar.update(step, f"val 1-click mIoU {score:.3f} box {metrics['box_miou']:.3f}", force=True)
         draw_curves(read_log(log_path), out / "curves.png")
+        return time.perf_counter() - t_val
 
     last: dict[str, Any] = {}
     ema = None
     step = start
     resize = config.time_budget_s > 0 and start == 0 and config.steps > config.budget_probe_steps
     probe: list[tuple[bool, float]] = []
-    probed_val = False
     prefetching = source.start_prefetch(config.data_workers)
     ahead = max(2, math.ceil(3 * config.data_workers / config.batch_size))  # steps of scenes asked for ahead
     t_last, t_step = time.perf_counter(), start
+    limit: float = math.inf if stop_after is None else start + stop_after  # this call's last step
     try:
-        end = config.steps if stop_after is None else min(config.steps, start + stop_after)
+        end = min(config.steps, limit)
         while step < end:
             if config.time_budget_s > 0 and time.perf_counter() - t_begin > config.time_budget_s:
                 log({"type": "budget_stop", "step": step, "elapsed_s": round(time.perf_counter() - t_begin, 1)})
@@ -698,20 +701,6 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
             loss = float(result.loss.item())  # (waits for the device: the step's time is complete)
             if resize:
                 probe.append((in_curriculum(config, step - 1), time.perf_counter() - t_start))
-                if step == config.budget_probe_steps:
-                    val_seconds = 0.0
-                    if val:  # a validation here too, timed, so that the plan counts them
-                        t_val = time.perf_counter()
-                        validation(step)
-                        val_seconds = time.perf_counter() - t_val
-                        probed_val = True  # (not again below, should this step be a validation step)
-                    plan = fit_to_budget(config, probe, time.perf_counter() - t_begin, val_seconds)
-                    config.steps, config.curriculum_steps = plan["steps"], plan["curriculum_steps"]
-                    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-                    log({"type": "budget", "step": step, **plan})
-                    bar.total = config.steps
-                    end = config.steps if stop_after is None else min(config.steps, start + stop_after)
-                    resize = False
             ema = loss if ema is None else 0.95 * ema + 0.05 * loss
             if step % config.log_every == 0 or step == end:
                 now = time.perf_counter()
@@ -723,9 +712,19 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
                 t_last, t_step = now, step
                 log(last)
             bar.update(step, f"loss {ema:.4f} lr {optimizer.param_groups[0]['lr']:.2e}")
-            if val and (step % config.val_every == 0 or step == config.steps) and not probed_val:
-                validation(step)
-            probed_val = False
+            val_seconds = None
+            if val and (step % config.val_every == 0 or step == config.steps):
+                val_seconds = validation(step)
+            if resize and step == config.budget_probe_steps:
+                if val and val_seconds is None:  # a validation here too, timed, so that the plan counts them
+                    val_seconds = validation(step)
+                plan = fit_to_budget(config, probe, time.perf_counter() - t_begin, val_seconds or 0.0)
+                config.steps, config.curriculum_steps = plan["steps"], plan["curriculum_steps"]
+                (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+                log({"type": "budget", "step": step, **plan})
+                bar.total = config.steps
+                end = min(config.steps, limit)
+                resize = False
             if step % config.ckpt_every == 0:
                 save(step)
     except KeyboardInterrupt:
