@@ -11,10 +11,12 @@ moves the numbers).
     python bench/bench_training.py [--config training/configs/sam_small_continue4.json] [--repeats 5]
     python bench/bench_training.py --device cuda --batch-size 8 --batch-size 16 --data-workers 8 --json OUT.json
 
-With several ``--batch-size`` values every precision runs at each (the scenes of a step drawn
-ahead by ``--data-workers`` processes, as ``training.train`` does with ``data_workers``, so the
-times are the model's and the click sampling's, not the scene generator's); on a GPU each time
-is taken after the device finished the step. ``--json`` also writes the medians, per variant, as
+With several ``--batch-size`` values every precision runs at each. With ``--data-workers`` the
+scenes of a step are drawn by that many processes and ready before its clock starts, as
+``training.train`` with ``data_workers`` draws them while the step before runs, so the times are
+the model's and the click sampling's, not the scene generator's (without, the step draws them
+itself, as a run without workers does). On a GPU each time is taken after the device finished the
+step. ``--json`` also writes the medians, per variant, as
 ``{"fp32/b8": {"3": seconds, "11": seconds}, ...}``.
 """
 
@@ -36,6 +38,8 @@ def step_once(model: torch.nn.Module, optimizer: torch.optim.Optimizer, source: 
     """One training step exactly as ``training.train`` takes it, with ``rounds`` rounds; returns
     (seconds, loss), the time taken once the device has finished the step."""
     source.prefetch(step, 1, config.batch_size)
+    if source.prefetcher is not None:
+        source.prefetcher.wait()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()

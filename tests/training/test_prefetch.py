@@ -11,6 +11,8 @@ def test_prefetched_scenes_are_the_scenes_the_dataset_makes():
         prefetcher.want([5, 6, 7])
         prefetcher.want([6])  # already pending: not asked twice
         assert sorted(prefetcher.pending) == [5, 6, 7]
+        prefetcher.wait()
+        assert all(future.done() for future in prefetcher.pending.values())
         for index in (5, 6, 7, 9):  # 9 was not asked for: computed here
             got, want = prefetcher[index], dataset[index]
             np.testing.assert_array_equal(got.image, want.image)

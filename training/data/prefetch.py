@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Iterable
+from concurrent import futures
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
+
+import cv2
 
 _DATASET: Any = None
 
@@ -24,12 +27,7 @@ _DATASET: Any = None
 def _init_worker(dataset: Any) -> None:
     global _DATASET
     _DATASET = dataset
-    try:  # one thread per worker: the pool is the parallelism
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover - cv2 is a dependency of the synthetic data
-        pass
+    cv2.setNumThreads(1)  # one thread per worker: the pool is the parallelism
 
 
 def _load(index: int) -> Any:
@@ -57,6 +55,10 @@ class Prefetcher:
         for index in indices:
             if index not in self.pending:
                 self.pending[index] = self.pool.submit(_load, index)
+
+    def wait(self) -> None:
+        """Blocks until every pending sample is computed."""
+        futures.wait(list(self.pending.values()))
 
     def forget_below(self, index: int) -> None:
         """Drops pending work for indices below ``index`` (no longer needed)."""
