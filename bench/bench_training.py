@@ -37,9 +37,7 @@ def step_once(model: torch.nn.Module, optimizer: torch.optim.Optimizer, source: 
               step: int, rounds: int, device: torch.device) -> tuple[float, float]:
     """One training step exactly as ``training.train`` takes it, with ``rounds`` rounds; returns
     (seconds, loss), the time taken once the device has finished the step."""
-    source.prefetch(step, 1, config.batch_size)
-    if source.prefetcher is not None:
-        source.prefetcher.wait()
+    source.prefetch(step, 1, config.batch_size, wait=True)  # the step's scenes ready before the clock
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()

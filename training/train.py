@@ -239,13 +239,16 @@ class TrainSource:
         self.prefetcher = Prefetcher(self.dataset, workers)
         return True
 
-    def prefetch(self, step: int, steps: int, batch_size: int) -> None:
-        """Asks for the scenes of steps ``step .. step + steps - 1`` (and drops older pending work)."""
+    def prefetch(self, step: int, steps: int, batch_size: int, wait: bool = False) -> None:
+        """Asks for the scenes of steps ``step .. step + steps - 1`` (and drops older pending work);
+        with ``wait``, returns once they are computed."""
         if self.prefetcher is None:
             return
         first = step * batch_size
         self.prefetcher.forget_below(first % len(self.dataset))
         self.prefetcher.want(i % len(self.dataset) for i in range(first, first + steps * batch_size))
+        if wait:
+            self.prefetcher.wait()
 
     def close(self) -> None:
         if self.prefetcher is not None:

@@ -252,8 +252,9 @@ def test_data_workers_draw_the_same_batches(tmp_path):
     ahead = TrainSource(config.data, model.config.image_size)
     assert ahead.start_prefetch(2)
     try:
-        ahead.prefetch(3, 2, config.batch_size)  # steps 3 and 4
+        ahead.prefetch(3, 2, config.batch_size, wait=True)  # steps 3 and 4, computed on return
         assert sorted(ahead.prefetcher.pending) == [6, 7, 8, 9]
+        assert all(future.done() for future in ahead.prefetcher.pending.values())
         with torch.no_grad():
             for step in (3, 4):
                 a = make_batch(model, plain, config, np.random.default_rng([0, step]), step, torch.device("cpu"), None)
