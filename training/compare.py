@@ -80,6 +80,18 @@ def load_per_object(path: str | Path) -> dict[str, Any]:
     return json.loads(p.read_text())
 
 
+def model_identity(report: dict[str, Any]) -> dict[str, Any]:
+    """Model spec, checkpoint path and the checkpoint file's sha256 (None for random weights and for
+    reports written before evaluate recorded it)."""
+    return {"model": report.get("model"), "checkpoint": report.get("checkpoint"),
+            "checkpoint_sha256": report.get("checkpoint_sha256")}
+
+
+def describe(identity: dict[str, Any]) -> str:
+    sha = identity.get("checkpoint_sha256")
+    return f"{identity['checkpoint']}" + (f" (sha256 {sha[:12]})" if sha else "")
+
+
 def compare(a: dict[str, Any], b: dict[str, Any], resamples: int = 5000, seed: int = 0) -> dict[str, Any]:
     """Pairs two ``per_object.json`` contents object by object. Raises ValueError unless both
     evaluated the same objects (same data selection, same samples and masks)."""
@@ -106,8 +118,7 @@ def compare(a: dict[str, Any], b: dict[str, Any], resamples: int = 5000, seed: i
         rows[key] = {"title": title, "a": float(va.mean()), "b": float(vb.mean()), "b_minus_a": float(diff.mean()),
                      "ci95": [low, high], "share_b_better": float(np.mean(sign * diff > 0)),
                      "share_b_worse": float(np.mean(sign * diff < 0))}
-    return {"a": {"model": a.get("model"), "checkpoint": a.get("checkpoint")},
-            "b": {"model": b.get("model"), "checkpoint": b.get("checkpoint")},
+    return {"a": model_identity(a), "b": model_identity(b),
             "selection": a["selection"], "objects": len(oa["sample"]), "scenes": int(np.unique(scene).size),
             "resamples": resamples, "seed": seed, "metrics": rows}
 
@@ -122,7 +133,7 @@ def markdown_table(result: dict[str, Any], names: tuple[str, str] = ("A", "B")) 
         lines.append(f"| {row['title']} | {row['a']:.3f} | {row['b']:.3f} | {row['b_minus_a']:+.4f} | "
                      f"[{low:+.4f}, {high:+.4f}] | {row['share_b_better']:.0%} | {row['share_b_worse']:.0%} |")
     lines += ["", f"{result['objects']} objects in {result['scenes']} scenes, paired; {result['resamples']} "
-              f"scene resamples. {na}: {result['a']['checkpoint']}; {nb}: {result['b']['checkpoint']}."]
+              f"scene resamples. {na}: {describe(result['a'])}; {nb}: {describe(result['b'])}."]
     return "\n".join(lines) + "\n"
 
 

@@ -335,6 +335,7 @@ def load_scene_config(value: str | None) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import sam
+    from sam.build import file_sha256
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -364,7 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       max_objects=args.max_objects, seed=args.seed, min_area=args.min_area, progress=True,
                       keep_per_object=bool(args.out))
     per_object = report.pop("per_object", None)
-    report = {"model": args.model, "checkpoint": args.checkpoint, "data": data,
+    # the file's identity: a path such as models/sam_small/model.pt names another model after each ship
+    sha256 = file_sha256(args.checkpoint) if args.checkpoint else None
+    report = {"model": args.model, "checkpoint": args.checkpoint, "checkpoint_sha256": sha256, "data": data,
               "seconds": round(time.perf_counter() - start, 1)} | report
     table = markdown_table(report)
     print(table)
@@ -376,7 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # what decides which objects were evaluated, so that two reports can be paired object by object
         selection = data | {"num_images": args.num_images, "max_objects": args.max_objects, "seed": args.seed,
                             "min_area": args.min_area, "max_clicks": args.max_clicks}
-        pairs = {"model": args.model, "checkpoint": args.checkpoint, "selection": selection, "objects": per_object}
+        pairs = {"model": args.model, "checkpoint": args.checkpoint, "checkpoint_sha256": sha256,
+                 "selection": selection, "objects": per_object}
         (out / "per_object.json").write_text(json.dumps(_json_safe(pairs)) + "\n")
         print(f"wrote {out / 'report.json'}, {out / 'report.md'} and {out / 'per_object.json'}", file=sys.stderr)
     return 0

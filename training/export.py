@@ -11,7 +11,6 @@ and its sha256 and, with ``--max-mb``, fails if the file is larger.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ def export_fp16(model_spec: str, checkpoint: str | Path, out: str | Path) -> tup
     """Writes ``out``; returns ``(size_bytes, sha256_hex)``. Raises ValueError if the checkpoint
     does not fit the configuration."""
     import sam
-    from sam.build import load_weights, read_state_dict
+    from sam.build import file_sha256, load_weights, read_state_dict
 
     model = sam.build_model(model_spec)
     state = read_state_dict(checkpoint)
@@ -36,8 +35,7 @@ def export_fp16(model_spec: str, checkpoint: str | Path, out: str | Path) -> tup
     tmp = out.with_suffix(out.suffix + ".tmp")
     torch.save(half, tmp)
     os.replace(tmp, out)
-    data = out.read_bytes()
-    return len(data), hashlib.sha256(data).hexdigest()
+    return out.stat().st_size, file_sha256(out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

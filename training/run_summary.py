@@ -6,6 +6,8 @@
 Writes ``RUN/summary.json`` (or ``--out``) with:
 
 - ``config``: the run's resolved ``config.json`` (model, init, data, schedule, rounds, precision, seed);
+- ``init``: the starting checkpoint's path and sha256 as ``training.train`` logged them when the run
+  began (absent for a run from fresh weights or one logged before train recorded them);
 - ``steps_planned`` / ``steps_run``, ``train_wall_seconds`` (the sum of the logged windows: every
   second from the first step to the last log line, validation and checkpoints included, summed
   across resumed sessions), the median seconds per step of the logged windows inside the
@@ -13,7 +15,8 @@ Writes ``RUN/summary.json`` (or ``--out``) with:
 - ``val_curve``: the run's validation records by step (``log.jsonl``), with step 0 taken from
   ``--step0``, a ``training.evaluate --out`` folder evaluated on the run's own validation objects;
 - ``paired``: a ``training.compare --out`` folder's result (``a`` is the previous model, ``b`` this
-  run): both models' means and ``b - a`` with its 95 % scene-bootstrap interval, per metric;
+  run, each with its checkpoint path and the file's sha256): both models' means and ``b - a`` with its
+  95 % scene-bootstrap interval, per metric;
 - ``base``: the ``training`` record of a ``metrics.json`` (the summary of the run this one started
   from), so that a shipped ``metrics.json`` holds the whole lineage;
 - ``notes``: free text given as ``--note KEY=TEXT``.
@@ -83,6 +86,9 @@ def summarize(run: Path, step0: Path | None = None, comparison: Path | None = No
     config = json.loads((run / "config.json").read_text())
     records = read_log(run / "log.jsonl")
     summary: dict[str, Any] = {"run": str(run), "config": config, "steps_planned": config["steps"]}
+    init = next((r for r in records if r.get("type") == "init"), None)
+    if init is not None:
+        summary["init"] = {"checkpoint": init["checkpoint"], "sha256": init["sha256"]}
     summary |= step_times(records, config["curriculum_steps"])
     step0_report = json.loads((step0 / "report.json").read_text())["overall"] if step0 else None
     summary["val_curve"] = val_curve(records, step0_report)

@@ -21,7 +21,8 @@ synthetic data, or COCO) they are cached in memory (float16) and optionally on d
 The run folder holds ``config.json``, ``checkpoint.pt`` (model, optimizer, scheduler, step: what
 ``--resume`` reads), ``model.pt`` (the latest weights, a plain state dict with the official key
 names that ``sam.build_model(spec, checkpoint=...)`` loads), ``best.pt`` (best validation score),
-``log.jsonl`` (one JSON object per line: ``{"type": "train", ...}`` every ``log_every`` steps and
+``log.jsonl`` (one JSON object per line: ``{"type": "init", ...}`` first when the run starts from
+``init`` (its path and the file's sha256), ``{"type": "train", ...}`` every ``log_every`` steps and
 ``{"type": "val", ...}`` after each validation) and ``curves.png``. A progress bar goes to stderr.
 """
 
@@ -197,6 +198,16 @@ class TrainConfig:
 
 def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """sha256 (hex) of a module's state dict: every name, dtype, shape and the bytes of every tensor."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}:{t.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 class TrainSource:
@@ -638,16 +649,21 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
         if ckpt_path.exists():
             raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         log_path.write_text("")
+    if start == 0 and config.init:  # the starting file's identity: its path may name other weights later
+        from sam.build import file_sha256
+
+        log_path.write_text(json.dumps({"type": "init", "step": 0, "checkpoint": config.init,
+                                        "sha256": file_sha256(config.init)}) + "\n")
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
     s = model.config.image_size
     source = TrainSource(config.data, s)
     cache = None
     if config.freeze_image_encoder and source.finite:
-        # embeddings depend on the frozen encoder: key them by model spec, initial weights and precision
-        spec = {"model": config.model, "init": config.init}
-        if config.precision != "fp32":  # (float32 keys as before, so existing disk caches stay valid)
-            spec["precision"] = config.precision
+        # embeddings depend on the frozen encoder: key them by its configuration, the digest of its
+        # weights as loaded (not the --init path, whose file may be replaced between runs) and precision
+        spec = {"model": model.config.to_dict(), "image_encoder": weights_digest(model.image_encoder),
+                "precision": config.precision}
         source.key += "-" + _digest(spec)
         cache = EmbeddingCache(config.embedding_cache_mb << 20, config.embedding_cache_dir)
     val = val_samples(config.val, s) if config.val else []

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from sam.build import build_model
+from sam.build import build_model, file_sha256
 from sam.config import SamConfig, registry_names
 from sam.export.torchscript import DECODER_FILE, ENCODER_FILE, export_model
 
@@ -32,14 +32,10 @@ DECODER_MODEL = "sam_decoder"
 
 def model_version_id(config: SamConfig, checkpoint: str | Path | None, seed: int = 0) -> str:
     """A short content id: sha256 of the checkpoint bytes (or of config + seed for random weights)."""
-    digest = hashlib.sha256()
     if checkpoint is not None:
-        with open(checkpoint, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    else:
-        digest.update(json.dumps(config.to_dict(), sort_keys=True).encode())
-        digest.update(f"random-weights-seed-{seed}".encode())
+        return file_sha256(checkpoint)[:16]
+    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    digest.update(f"random-weights-seed-{seed}".encode())
     return digest.hexdigest()[:16]
 
 

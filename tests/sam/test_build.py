@@ -1,11 +1,12 @@
 import csv
+import hashlib
 from pathlib import Path
 
 import pytest
 import torch
 
 import sam
-from sam.build import build_from_config
+from sam.build import build_from_config, file_sha256
 from sam.config import load_config
 
 KEYS_TSV = Path(__file__).parent / "data" / "sam_checkpoint_keys.tsv"
@@ -72,3 +73,11 @@ def test_checkpoint_of_another_size_reports_shape_mismatch(tiny_model, tmp_path)
 def test_missing_checkpoint_file_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         sam.build_model("tiny", checkpoint=tmp_path / "nope.pt")
+
+
+def test_file_sha256_reads_large_files_in_chunks(tmp_path):
+    data = bytes(range(256)) * ((3 << 20) // 256 + 7)  # a little over 3 MiB: four 1 MiB reads
+    (tmp_path / "f.bin").write_bytes(data)
+    assert file_sha256(tmp_path / "f.bin") == hashlib.sha256(data).hexdigest()
+    (tmp_path / "g.bin").write_bytes(data[:-1])
+    assert file_sha256(tmp_path / "g.bin") == hashlib.sha256(data[:-1]).hexdigest() != file_sha256(tmp_path / "f.bin")

@@ -1,7 +1,9 @@
 import json
+from pathlib import Path
 
 import pytest
 
+from sam.build import file_sha256
 from training.compare import compare, main, markdown_table, scene_bootstrap
 from training.evaluate import main as evaluate_main
 
@@ -67,6 +69,12 @@ def test_cli_compares_two_real_evaluations(tmp_path, capsys):
     assert box["ci95"][0] > 0.1  # the trained model's box masks beat random weights' clearly
     assert box["ci95"][0] <= box["b_minus_a"] <= box["ci95"][1]
     assert (tmp_path / "cmp" / "comparison.md").read_text().startswith("# shipped against random")
+    # each side is named by its file's content too: the path models/sam_small/model.pt changes with each ship
+    shipped_sha = json.loads(Path("models/sam_small/metrics.json").read_text())["sha256"]
+    assert result["a"] == {"model": "tiny", "checkpoint": None, "checkpoint_sha256": None}
+    assert result["b"]["checkpoint_sha256"] == shipped_sha == file_sha256("models/sam_small/model.pt")
+    assert f"shipped: models/sam_small/model.pt (sha256 {shipped_sha[:12]})" in \
+        (tmp_path / "cmp" / "comparison.md").read_text()
 
     assert main([str(tmp_path / "shipped"), str(tmp_path / "shipped")]) == 0  # a model against itself
     same = json.loads(json.dumps(compare(*[json.loads((tmp_path / "shipped" / "per_object.json").read_text())] * 2)))

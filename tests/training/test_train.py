@@ -8,8 +8,10 @@ from PIL import Image
 
 import sam
 import training.train as train_module
+from sam.build import file_sha256
 from training.clicks import plan_rounds
 from training.interactive import run_episode
+from training.run_summary import summarize
 from training.train import (
     TrainConfig,
     TrainSource,
@@ -135,6 +137,33 @@ def test_cli_writes_the_run_folder(tmp_path):
     # --resume reads the run's own config and extends it
     assert main(["--out", str(out), "--resume", "--steps", "3"]) == 0
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 3
+
+
+def test_init_is_logged_by_content_and_frozen_embeddings_are_keyed_by_the_encoder_weights(tmp_path):
+    """A path may name other weights later (models/sam_small/model.pt after each ship): the run logs the
+    --init file's sha256, and disk-cached embeddings of a frozen encoder follow its weights, not the path."""
+    init, cache = tmp_path / "init.pt", tmp_path / "cache"
+    config = TINY | {"steps": 1, "objects_per_image": 2, "freeze_image_encoder": True, "init": str(init),
+                     "embedding_cache_dir": str(cache)}
+
+    def run(name, weights_seed):
+        torch.manual_seed(weights_seed)
+        torch.save(sam.build_model("tiny").state_dict(), init)  # the same path each time
+        train(TrainConfig.from_dict(config), tmp_path / name)
+        first = json.loads((tmp_path / name / "log.jsonl").read_text().splitlines()[0])
+        assert first == {"type": "init", "step": 0, "checkpoint": str(init), "sha256": file_sha256(init)}
+        assert summarize(tmp_path / name)["init"] == {"checkpoint": str(init), "sha256": first["sha256"]}
+        return first["sha256"], sorted(p.name for p in cache.glob("*.pt"))
+
+    sha_a, files_a = run("a", weights_seed=0)
+    assert files_a  # the embedding of the drawn scene went to disk
+    sha_again, files_again = run("again", weights_seed=0)
+    assert sha_again == sha_a and files_again == files_a  # same weights: read back, nothing new written
+    sha_b, files_b = run("b", weights_seed=1)
+    assert sha_b != sha_a
+    new = sorted(set(files_b) - set(files_a))
+    assert len(new) == len(files_a)  # other weights at the same path: encoded afresh under a new key
+    assert {name.rsplit("-", 1)[1] for name in new} == {name.rsplit("-", 1)[1] for name in files_a}
 
 
 def test_coco_is_a_training_source(tmp_path):
