@@ -345,6 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # the loaded file's identity (read now, before a long evaluation): a path such as
+    # models/sam_small/model.pt names another model after each ship
+    sha256 = file_sha256(args.checkpoint) if args.checkpoint else None
     if args.coco_images or args.coco_annotations:
         if not (args.coco_images and args.coco_annotations):
             raise SystemExit("give both --coco-images and --coco-annotations")
@@ -365,8 +368,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                       max_objects=args.max_objects, seed=args.seed, min_area=args.min_area, progress=True,
                       keep_per_object=bool(args.out))
     per_object = report.pop("per_object", None)
-    # the file's identity: a path such as models/sam_small/model.pt names another model after each ship
-    sha256 = file_sha256(args.checkpoint) if args.checkpoint else None
     report = {"model": args.model, "checkpoint": args.checkpoint, "checkpoint_sha256": sha256, "data": data,
               "seconds": round(time.perf_counter() - start, 1)} | report
     table = markdown_table(report)
