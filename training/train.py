@@ -137,7 +137,10 @@ class TrainConfig:
     # ``val`` is set), ``steps`` is set from their measured times so that the last step and the
     # validations end by ``budget_target`` of the budget (``curriculum_steps`` scaled with it, the
     # other settings unchanged), and a step is not started once the budget is spent (the run then
-    # ends early, saved). Only a fresh run is resized; ``config.json`` records the resolved ``steps``
+    # ends early, saved). The fit is made again every ``val_every`` steps from the times of the
+    # steps since the last one, while the run is in its curriculum and in the first half of its
+    # steps (a machine whose speed changes), so the schedule stays put in the second half. Only a
+    # fresh run is resized; ``config.json`` records the resolved ``steps``
     time_budget_s: float = 0.0
     budget_probe_steps: int = 30
     budget_target: float = 0.95
@@ -582,11 +585,13 @@ def train_step(model: Any, optimizer: torch.optim.Optimizer, source: TrainSource
 
 
 def fit_to_budget(config: TrainConfig, probe: Sequence[tuple[bool, float]], elapsed: float,
-                  val_seconds: float = 0.0) -> dict[str, Any]:
+                  val_seconds: float = 0.0, done: int | None = None) -> dict[str, Any]:
     """The run length that ends by ``budget_target * time_budget_s`` (see ``TrainConfig``).
 
-    ``probe``: ``(in_curriculum, seconds)`` of each step run so far (from step 0; the first two are
-    left out of the rates, as warm-up); ``elapsed``: seconds since ``train`` began; ``val_seconds``:
+    ``probe``: ``(in_curriculum, seconds)`` of the steps the rates are measured on (the first two
+    are left out, as warm-up); ``done``: the steps run so far, all of them in the curriculum when
+    there is one (default ``len(probe)``: the probe is every step from step 0; a re-fit passes the
+    steps since the last fit); ``elapsed``: seconds since ``train`` began; ``val_seconds``:
     what one validation takes (0: no validation), counted every ``val_every`` steps from here and
     once more at the end. The curriculum keeps its share of the steps, and its every
     ``curriculum_full_every``-th step is costed as a full one. Returns ``steps``,
@@ -600,17 +605,17 @@ def fit_to_budget(config: TrainConfig, probe: Sequence[tuple[bool, float]], elap
     every = config.curriculum_full_every
     t_curriculum = t_short if every == 0 else ((every - 1) * t_short + t_full) / every
     share = min(1.0, config.curriculum_steps / config.steps)
-    done = len(probe)
+    done = len(probe) if done is None else done
     target = config.budget_target * config.time_budget_s
     # elapsed + (share * n - done) * t_curriculum + (1 - share) * n * t_full
     #     + val_seconds * ((n - done) / val_every + 1) = target
-    # (the probe's steps being curriculum steps when there is a curriculum)
+    # (the steps done being curriculum steps when there is a curriculum)
     t_done = t_curriculum if share > 0 else t_full
     per_val = val_seconds / config.val_every
     steps = int((target - elapsed + done * (t_done + per_val) - val_seconds)
                 / (share * t_curriculum + (1 - share) * t_full + per_val))
     steps = max(steps, done)
-    return {"steps": steps, "curriculum_steps": round(share * steps), "probe_steps": done,
+    return {"steps": steps, "curriculum_steps": round(share * steps), "probe_steps": len(probe), "steps_done": done,
             "seconds_per_short_step": round(t_short, 4), "seconds_per_full_step": round(t_full, 4),
             "seconds_per_validation": round(val_seconds, 2), "elapsed_s": round(elapsed, 1),
             "time_budget_s": config.time_budget_s}
@@ -698,7 +703,9 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
     ema = None
     step = start
     resize = config.time_budget_s > 0 and start == 0 and config.steps > config.budget_probe_steps
-    probe: list[tuple[bool, float]] = []
+    fitted = False  # the first fit is made: from here on ``resize`` means re-fit
+    probe: list[tuple[bool, float]] = []  # the steps since the last fit
+    last_val_seconds = 0.0
     prefetching = source.start_prefetch(config.data_workers)
     ahead = max(2, math.ceil(3 * config.data_workers / config.batch_size))  # steps of scenes asked for ahead
     t_last, t_step = time.perf_counter(), start
@@ -733,17 +740,21 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
             bar.update(step, f"loss {ema:.4f} lr {optimizer.param_groups[0]['lr']:.2e}")
             val_seconds = None
             if val and (step % config.val_every == 0 or step == config.steps):
-                val_seconds = validation(step)
-            if resize and step == config.budget_probe_steps:
+                val_seconds = last_val_seconds = validation(step)
+            if resize and fitted and not (step <= config.steps // 2 and
+                                          (config.curriculum_steps == 0 or step < config.curriculum_steps)):
+                resize = False  # past the half or the curriculum: the length stays
+            if resize and (step == config.budget_probe_steps if not fitted else
+                           step % config.val_every == 0 and len(probe) >= config.budget_probe_steps):
                 if val and val_seconds is None:  # a validation here too, timed, so that the plan counts them
-                    val_seconds = validation(step)
-                plan = fit_to_budget(config, probe, time.perf_counter() - t_begin, val_seconds or 0.0)
+                    val_seconds = last_val_seconds = validation(step)
+                plan = fit_to_budget(config, probe, time.perf_counter() - t_begin, last_val_seconds, done=step)
                 config.steps, config.curriculum_steps = plan["steps"], plan["curriculum_steps"]
                 (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
                 log({"type": "budget", "step": step, **plan})
                 bar.total = config.steps
                 end = min(config.steps, limit)
-                resize = False
+                fitted, probe = True, []
             if step % config.ckpt_every == 0:
                 save(step)
     except KeyboardInterrupt:

@@ -247,6 +247,14 @@ def test_fit_to_budget_costs_short_and_full_steps():
     assert fit_to_budget(config, probe, elapsed=20.0, val_seconds=2.0)["steps"] == 55
     # a budget already spent keeps the steps that ran
     assert fit_to_budget(config, probe, elapsed=500.0)["steps"] == 10
+    # a re-fit measures the rates on the steps since the last fit (here the same 10 times) and counts
+    # every step done: 40 + (0.9 n - 30) * 1.2 + 0.1 n * 3 = 95  ->  n = 91 / 1.38 = 65.9
+    config.val_every = 1_000_000
+    plan = fit_to_budget(config, probe, elapsed=40.0, done=30)
+    assert (plan["steps"], plan["steps_done"], plan["probe_steps"]) == (65, 30, 10)
+    # the same rates twice as fast later on: the run is re-fitted longer
+    faster = fit_to_budget(config, [(warm, t / 2) for warm, t in probe], elapsed=40.0, done=30)
+    assert faster["seconds_per_short_step"] == 0.5 and faster["steps"] == int((95 - 40 + 30 * 0.6) / 0.69)
     with pytest.raises(ValueError, match="budget_probe_steps"):
         TrainConfig.from_dict(TINY | {"budget_probe_steps": 2})
 
@@ -259,11 +267,16 @@ def test_time_budget_resizes_a_fresh_run_and_stops_at_it(tmp_path):
     assert main(["--config", str(_write(tmp_path / "c.json", config.to_dict())), "--out", str(out)]) == 0
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     budget = [r for r in records if r["type"] == "budget"]
-    assert len(budget) == 1 and budget[0]["step"] == 3
+    assert budget[0]["step"] == 3 and budget[0]["probe_steps"] == budget[0]["steps_done"] == 3
     assert budget[0]["seconds_per_validation"] > 0  # the probe ends with a timed validation
     vals = [r["step"] for r in records if r["type"] == "val"]
     assert vals[0] == 3 and len(vals) == len(set(vals))  # the probe's validation is step 3's only one
-    steps = budget[0]["steps"]
+    # re-fitted at each validation (every 3 steps) on the steps since the last fit, in the first half
+    for before, refit in zip(budget, budget[1:], strict=False):
+        assert refit["step"] == before["step"] + 3 and refit["steps_done"] == refit["step"]
+        assert refit["probe_steps"] == 3 and refit["step"] <= before["steps"] // 2
+    assert len(budget) >= 2 or budget[0]["steps"] < 12  # step 6 is in the first half of 12 or more steps
+    steps = budget[-1]["steps"]
     assert 3 <= steps < 10_000
     assert json.loads((out / "config.json").read_text())["steps"] == steps  # the resolved length is recorded
     last = max(r["step"] for r in records if r["type"] == "train")
