@@ -621,6 +621,13 @@ def fit_to_budget(config: TrainConfig, probe: Sequence[tuple[bool, float]], elap
             "time_budget_s": config.time_budget_s}
 
 
+def may_refit(config: TrainConfig, step: int) -> bool:
+    """Whether the run length may be fitted again after ``step`` steps: only in the first half of
+    ``config.steps`` and inside the curriculum (any step when there is none), where
+    :func:`fit_to_budget` counts every step done as a curriculum step."""
+    return step <= config.steps // 2 and (config.curriculum_steps == 0 or step < config.curriculum_steps)
+
+
 def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
     """Runs (or resumes) a training run in ``out``. ``stop_after``: return after this many steps of
     this call (for tests); the schedule still follows ``config.steps``. Returns the last train record.
@@ -741,8 +748,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
             val_seconds = None
             if val and (step % config.val_every == 0 or step == config.steps):
                 val_seconds = last_val_seconds = validation(step)
-            if resize and fitted and not (step <= config.steps // 2 and
-                                          (config.curriculum_steps == 0 or step < config.curriculum_steps)):
+            if resize and fitted and not may_refit(config, step):
                 resize = False  # past the half or the curriculum: the length stays
             if resize and (step == config.budget_probe_steps if not fitted else
                            step % config.val_every == 0 and len(probe) >= config.budget_probe_steps):

@@ -21,6 +21,7 @@ from training.train import (
     lr_factor,
     main,
     make_batch,
+    may_refit,
     train,
 )
 
@@ -257,6 +258,15 @@ def test_fit_to_budget_costs_short_and_full_steps():
     assert faster["seconds_per_short_step"] == 0.5 and faster["steps"] == int((95 - 40 + 30 * 0.6) / 0.69)
     with pytest.raises(ValueError, match="budget_probe_steps"):
         TrainConfig.from_dict(TINY | {"budget_probe_steps": 2})
+
+
+def test_refits_stop_at_the_half_or_the_end_of_the_curriculum():
+    config = TrainConfig.from_dict(TINY | {"steps": 100, "curriculum_steps": 90})
+    assert may_refit(config, 50) and not may_refit(config, 51)  # the half comes first
+    config.curriculum_steps = 40
+    assert may_refit(config, 39) and not may_refit(config, 40)  # the curriculum ends first
+    config.curriculum_steps = 0  # no curriculum: every step is a full one, the half alone decides
+    assert may_refit(config, 50) and not may_refit(config, 51)
 
 
 def test_time_budget_resizes_a_fresh_run_and_stops_at_it(tmp_path):
