@@ -712,7 +712,6 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
     resize = config.time_budget_s > 0 and start == 0 and config.steps > config.budget_probe_steps
     fitted = False  # the first fit is made: from here on ``resize`` means re-fit
     probe: list[tuple[bool, float]] = []  # the steps since the last fit
-    last_val_seconds = 0.0
     prefetching = source.start_prefetch(config.data_workers)
     ahead = max(2, math.ceil(3 * config.data_workers / config.batch_size))  # steps of scenes asked for ahead
     t_last, t_step = time.perf_counter(), start
@@ -747,14 +746,14 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
             bar.update(step, f"loss {ema:.4f} lr {optimizer.param_groups[0]['lr']:.2e}")
             val_seconds = None
             if val and (step % config.val_every == 0 or step == config.steps):
-                val_seconds = last_val_seconds = validation(step)
+                val_seconds = validation(step)
             if resize and fitted and not may_refit(config, step):
                 resize = False  # past the half or the curriculum: the length stays
             if resize and (step == config.budget_probe_steps if not fitted else
                            step % config.val_every == 0 and len(probe) >= config.budget_probe_steps):
                 if val and val_seconds is None:  # a validation here too, timed, so that the plan counts them
-                    val_seconds = last_val_seconds = validation(step)
-                plan = fit_to_budget(config, probe, time.perf_counter() - t_begin, last_val_seconds, done=step)
+                    val_seconds = validation(step)
+                plan = fit_to_budget(config, probe, time.perf_counter() - t_begin, val_seconds or 0.0, done=step)
                 config.steps, config.curriculum_steps = plan["steps"], plan["curriculum_steps"]
                 (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
                 log({"type": "budget", "step": step, **plan})
