@@ -1,0 +1,114 @@
+"""A weight average ("model soup") of checkpoints of one model, and its summary for ``training.ship``.
+
+    python -m training.soup runs/sam_small_19/model.pt runs/sam_small_20/model.pt \\
+        runs/sam_small_21/model.pt --model models/sam_small/config.json --out runs/soup_19_20_21 \\
+        --compare runs/cmp_soup_19_20_21 --base models/sam_small/metrics.json --note device="CPU, 2 threads"
+
+Averages the checkpoints' tensors uniformly (each key's mean over the members, summed in float64 and
+stored in the first member's dtype), checks that the result loads strictly into ``--model``, and
+writes ``OUT/model.pt`` (a plain state dict) and ``OUT/summary.json``:
+
+- ``soup``: ``method`` and ``members``, each with its checkpoint path, the file's sha256 and, when
+  the checkpoint's folder holds one, that run's ``summary.json`` from ``training.run_summary`` (its
+  ``base`` left out: the lineage is the top-level ``base``);
+- ``paired``, ``base``, ``notes``: as in ``training.run_summary``. ``--compare`` is a comparison of
+  the model the soup would replace (``a``) with ``OUT/model.pt`` (``b``): make the soup, evaluate and
+  compare it, then run this command again with ``--compare`` (the same members give the same file).
+
+Averaging works for runs that started from the same weights (fine-tunes of one model stay in one
+basin); averaging unrelated trainings gives a broken model, which the comparison will show.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.run_summary import paired, parse_note
+
+
+def average_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The key-wise mean of ``state_dicts`` (same keys and shapes), summed in float64, stored in
+    the first state dict's dtypes. Raises ``ValueError`` naming the first key that does not match."""
+    if not state_dicts:
+        raise ValueError("a soup needs at least one checkpoint")
+    first = state_dicts[0]
+    for i, sd in enumerate(state_dicts[1:], start=2):
+        if set(sd) != set(first):
+            extra, missing = sorted(set(sd) - set(first)), sorted(set(first) - set(sd))
+            raise ValueError(f"checkpoint {i} has other keys than checkpoint 1 "
+                             f"(extra: {extra[:3]}, missing: {missing[:3]})")
+        for key, t in sd.items():
+            if t.shape != first[key].shape:
+                raise ValueError(f"checkpoint {i}: {key} has shape {tuple(t.shape)}, "
+                                 f"checkpoint 1 has {tuple(first[key].shape)}")
+    soup = {}
+    for key, t in first.items():
+        total = t.to(torch.float64)
+        for sd in state_dicts[1:]:
+            total = total + sd[key].to(torch.float64)
+        soup[key] = (total / len(state_dicts)).to(t.dtype)
+    return soup
+
+
+def member(checkpoint: Path) -> dict[str, Any]:
+    """A member's record: path, sha256 and its run's summary (without ``base``) if next to it."""
+    from sam.build import file_sha256
+
+    record: dict[str, Any] = {"checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)}
+    summary = checkpoint.parent / "summary.json"
+    if summary.is_file():
+        record["summary"] = {k: v for k, v in json.loads(summary.read_text()).items() if k != "base"}
+    return record
+
+
+def make_soup(checkpoints: Sequence[Path], model_spec: str, out: Path) -> dict[str, Any]:
+    """Writes ``out/model.pt``, the average of ``checkpoints``, after loading it strictly into
+    ``model_spec``; returns the ``soup`` record."""
+    import sam
+    from sam.build import read_state_dict
+
+    members = [member(c) for c in checkpoints]  # hashed before reading, like training.evaluate
+    soup = average_state_dicts([read_state_dict(c) for c in checkpoints])
+    sam.build_model(model_spec).load_state_dict(soup, strict=True)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(soup, out / "model.pt")
+    return {"method": "uniform average of the members' weights", "model": model_spec, "members": members}
+
+
+def main(argv: list[str] | None = None) -> int:
+    doc = __doc__ or ""
+    p = argparse.ArgumentParser(prog="python -m training.soup", description=doc.split("\n\n")[0])
+    p.add_argument("checkpoints", type=Path, nargs="+", help="state dicts of one model (run folders' model.pt)")
+    p.add_argument("--model", required=True, help="model config JSON or name the checkpoints belong to")
+    p.add_argument("--out", type=Path, required=True, help="output folder (model.pt, summary.json)")
+    p.add_argument("--compare", type=Path,
+                   help="training.compare --out folder: the model replaced (a) against OUT/model.pt (b)")
+    p.add_argument("--base", type=Path, help="metrics.json whose 'training' record is the model replaced")
+    p.add_argument("--note", type=parse_note, action="append", default=[], help="KEY=TEXT, recorded under 'notes'")
+    args = p.parse_args(argv)
+    try:
+        summary: dict[str, Any] = {"soup": make_soup(args.checkpoints, args.model, args.out)}
+        if args.compare is not None:
+            summary["paired"] = paired(json.loads((args.compare / "comparison.json").read_text()))
+        if args.note:
+            summary["notes"] = dict(args.note)
+        if args.base is not None:
+            summary["base"] = json.loads(args.base.read_text()).get("training")
+    except (OSError, ValueError, KeyError, RuntimeError, pickle.UnpicklingError) as e:
+        print(f"error: {e} (CHECKPOINTS must be state dicts of the --model config; --compare a "
+              f"training.compare --out folder)", file=sys.stderr)
+        return 2
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"wrote {args.out / 'model.pt'} ({len(args.checkpoints)} members) and {args.out / 'summary.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
