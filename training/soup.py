@@ -5,7 +5,7 @@
         --compare runs/cmp_soup_19_20_21 --base models/sam_small/metrics.json --note device="CPU, 2 threads"
 
 Averages the checkpoints' tensors uniformly (each key's mean over the members, summed in float64 and
-stored in the first member's dtype), checks that the result loads strictly into ``--model``, and
+stored in the widest of the members' dtypes), checks that the result loads strictly into ``--model``, and
 writes ``OUT/model.pt`` (a plain state dict) and ``OUT/summary.json``:
 
 - ``soup``: ``method`` and ``members``, each with its checkpoint path, the file's sha256 and, when
@@ -35,7 +35,9 @@ from training.run_summary import paired, parse_note
 
 def average_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """The key-wise mean of ``state_dicts`` (same keys and shapes), summed in float64, stored in
-    the first state dict's dtypes. Raises ``ValueError`` naming the first key that does not match."""
+    the widest of the members' dtypes for that key (a float16 member, such as a shipped file,
+    averaged with float32 ones gives float32). Raises ``ValueError`` naming the first key that does
+    not match."""
     if not state_dicts:
         raise ValueError("a soup needs at least one checkpoint")
     first = state_dicts[0]
@@ -50,10 +52,11 @@ def average_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]]) -> di
                                  f"checkpoint 1 has {tuple(first[key].shape)}")
     soup = {}
     for key, t in first.items():
-        total = t.to(torch.float64)
+        total, dtype = t.to(torch.float64), t.dtype
         for sd in state_dicts[1:]:
             total = total + sd[key].to(torch.float64)
-        soup[key] = (total / len(state_dicts)).to(t.dtype)
+            dtype = torch.promote_types(dtype, sd[key].dtype)
+        soup[key] = (total / len(state_dicts)).to(dtype)
     return soup
 
 

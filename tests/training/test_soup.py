@@ -10,7 +10,7 @@ from training.evaluate import main as evaluate_main
 from training.soup import average_state_dicts, main
 
 
-def test_average_is_the_keywise_mean_in_the_first_members_dtype():
+def test_average_is_the_keywise_mean_in_the_widest_dtype():
     a = {"w": torch.tensor([1.0, 2.0]), "h": torch.tensor([0.1], dtype=torch.float16)}
     b = {"w": torch.tensor([3.0, 6.0]), "h": torch.tensor([0.2], dtype=torch.float16)}
     c = {"w": torch.tensor([2.0, 1.0]), "h": torch.tensor([0.3], dtype=torch.float16)}
@@ -18,6 +18,8 @@ def test_average_is_the_keywise_mean_in_the_first_members_dtype():
     assert torch.equal(soup["w"], torch.tensor([2.0, 3.0]))
     assert soup["h"].dtype == torch.float16 and soup["h"].item() == pytest.approx(0.2, abs=1e-3)
     assert torch.equal(average_state_dicts([a])["w"], a["w"])
+    mixed = average_state_dicts([a, b | {"h": torch.tensor([0.2], dtype=torch.float32)}])
+    assert mixed["h"].dtype == torch.float32 and mixed["h"].item() == pytest.approx(0.15, abs=1e-4)
 
 
 def test_members_that_do_not_match_are_named():
