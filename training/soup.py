@@ -36,8 +36,8 @@ from training.run_summary import paired, parse_note
 def average_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """The key-wise mean of ``state_dicts`` (same keys and shapes), summed in float64, stored in
     the widest of the members' dtypes for that key (a float16 member, such as a shipped file,
-    averaged with float32 ones gives float32). Raises ``ValueError`` naming the first key that does
-    not match."""
+    averaged with float32 ones gives float32); a non-float tensor is kept if every member holds the
+    same values. Raises ``ValueError`` naming the first key that does not match."""
     if not state_dicts:
         raise ValueError("a soup needs at least one checkpoint")
     first = state_dicts[0]
@@ -52,6 +52,11 @@ def average_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]]) -> di
                                  f"checkpoint 1 has {tuple(first[key].shape)}")
     soup = {}
     for key, t in first.items():
+        if not t.is_floating_point():  # counters, indices: kept when the members agree
+            if any(not torch.equal(sd[key], t) for sd in state_dicts[1:]):
+                raise ValueError(f"{key} ({t.dtype}) differs between the checkpoints and cannot be averaged")
+            soup[key] = t.clone()
+            continue
         total, dtype = t.to(torch.float64), t.dtype
         for sd in state_dicts[1:]:
             total = total + sd[key].to(torch.float64)

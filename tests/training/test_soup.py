@@ -28,6 +28,10 @@ def test_members_that_do_not_match_are_named():
         average_state_dicts([a, {"w": torch.zeros(2)}])
     with pytest.raises(ValueError, match=r"checkpoint 3: w has shape \(3,\), checkpoint 1 has \(2,\)"):
         average_state_dicts([a, a, {"w": torch.zeros(3), "v": torch.zeros(1)}])
+    count = {"w": torch.zeros(2), "v": torch.zeros(1), "n": torch.tensor(3)}
+    assert average_state_dicts([count, count])["n"].item() == 3
+    with pytest.raises(ValueError, match=r"n \(torch.int64\) differs between the checkpoints"):
+        average_state_dicts([count, count | {"n": torch.tensor(4)}])
     with pytest.raises(ValueError, match="at least one"):
         average_state_dicts([])
 
