@@ -82,7 +82,7 @@ def make_soup(checkpoints: Sequence[Path], model_spec: str, out: Path) -> dict[s
     import sam
     from sam.build import read_state_dict
 
-    members = [member(c) for c in checkpoints]  # hashed before reading, like training.evaluate
+    members = [member(c) for c in checkpoints]
     soup = average_state_dicts([read_state_dict(c) for c in checkpoints])
     sam.build_model(model_spec).load_state_dict(soup, strict=True)
     out.mkdir(parents=True, exist_ok=True)
