@@ -92,13 +92,21 @@ def summarize(run: Path, step0: Path | None = None, comparison: Path | None = No
     summary |= step_times(records, config["curriculum_steps"])
     step0_report = json.loads((step0 / "report.json").read_text())["overall"] if step0 else None
     summary["val_curve"] = val_curve(records, step0_report)
+    return summary | decision(comparison, base, notes)
+
+
+def decision(comparison: Path | None, base: Path | None, notes: dict[str, str] | None) -> dict[str, Any]:
+    """The records that tie a candidate to the model it would replace, each only when given:
+    ``paired`` from a ``training.compare --out`` folder, ``notes``, and ``base`` (the ``training``
+    record of that model's ``metrics.json``)."""
+    out: dict[str, Any] = {}
     if comparison is not None:
-        summary["paired"] = paired(json.loads((comparison / "comparison.json").read_text()))
+        out["paired"] = paired(json.loads((comparison / "comparison.json").read_text()))
     if notes:
-        summary["notes"] = dict(notes)
+        out["notes"] = dict(notes)
     if base is not None:
-        summary["base"] = json.loads(base.read_text()).get("training")
-    return summary
+        out["base"] = json.loads(base.read_text()).get("training")
+    return out
 
 
 def parse_note(text: str) -> tuple[str, str]:

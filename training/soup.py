@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from training.run_summary import paired, parse_note
+from training.run_summary import decision, parse_note
 
 
 def average_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -102,13 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--note", type=parse_note, action="append", default=[], help="KEY=TEXT, recorded under 'notes'")
     args = p.parse_args(argv)
     try:
-        summary: dict[str, Any] = {"soup": make_soup(args.checkpoints, args.model, args.out)}
-        if args.compare is not None:
-            summary["paired"] = paired(json.loads((args.compare / "comparison.json").read_text()))
-        if args.note:
-            summary["notes"] = dict(args.note)
-        if args.base is not None:
-            summary["base"] = json.loads(args.base.read_text()).get("training")
+        summary = {"soup": make_soup(args.checkpoints, args.model, args.out)} | decision(
+            args.compare, args.base, dict(args.note))
     except (OSError, ValueError, KeyError, RuntimeError, pickle.UnpicklingError) as e:
         print(f"error: {e} (CHECKPOINTS must be state dicts of the --model config; --compare a "
               f"training.compare --out folder)", file=sys.stderr)
