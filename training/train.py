@@ -709,8 +709,8 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
     last: dict[str, Any] = {}
     ema = None
     step = start
+    # a fresh run only: the first fit is made at step budget_probe_steps, so any later step is a re-fit
     resize = config.time_budget_s > 0 and start == 0 and config.steps > config.budget_probe_steps
-    fitted = False  # the first fit is made: from here on ``resize`` means re-fit
     probe: list[tuple[bool, float]] = []  # the steps since the last fit
     prefetching = source.start_prefetch(config.data_workers)
     ahead = max(2, math.ceil(3 * config.data_workers / config.batch_size))  # steps of scenes asked for ahead
@@ -747,10 +747,11 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
             val_seconds = None
             if val and (step % config.val_every == 0 or step == config.steps):
                 val_seconds = validation(step)
-            if resize and fitted and not may_refit(config, step):
+            refit = step > config.budget_probe_steps
+            if resize and refit and not may_refit(config, step):
                 resize = False  # past the half or the curriculum: the length stays
-            if resize and (step == config.budget_probe_steps if not fitted else
-                           step % config.val_every == 0 and len(probe) >= config.budget_probe_steps):
+            if resize and (step % config.val_every == 0 and len(probe) >= config.budget_probe_steps if refit
+                           else step == config.budget_probe_steps):
                 if val and val_seconds is None:  # a validation here too, timed, so that the plan counts them
                     val_seconds = validation(step)
                 plan = fit_to_budget(config, probe, time.perf_counter() - t_begin, val_seconds or 0.0, done=step)
@@ -759,7 +760,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
                 log({"type": "budget", "step": step, **plan})
                 bar.total = config.steps
                 end = min(config.steps, limit)
-                fitted, probe = True, []
+                probe = []
             if step % config.ckpt_every == 0:
                 save(step)
     except KeyboardInterrupt:
