@@ -137,28 +137,35 @@ def test_delete_image_forgets_the_embedding(api: Any) -> None:
 
 
 def test_single_flight_runs_the_encoder_once_for_8_concurrent_requests(api: Any, sam_service: Any) -> None:
-    # A large, smooth image: decoding and resizing it keeps the first request busy while all 8 arrive.
-    data = png(scene(2000, 2400, seed=15))
-    before = inference_count(sam_service.triton_url, "sam_encoder")
-    barrier = threading.Barrier(8)
-    responses: list[Any] = [None] * 8
+    # Every attempt must run the encoder exactly once for its 8 concurrent requests. Requests that
+    # arrived while the encode ran shared it (cached false); any that the scheduler delayed past its
+    # end were cache hits, which proves nothing about single-flight. A large, smooth image keeps the
+    # first request busy while the others arrive, but a loaded machine can still serialise them, so a
+    # fresh image is tried (up to 3) until one attempt had at least 2 requests in flight together.
+    shared_per_attempt = []
+    for seed in (15, 16, 17):
+        data = png(scene(2000, 2400, seed=seed))
+        before = inference_count(sam_service.triton_url, "sam_encoder")
+        barrier = threading.Barrier(8)
+        responses: list[Any] = [None] * 8
 
-    def call(i: int) -> None:
-        barrier.wait()
-        responses[i] = api.EmbedImage(pb.EmbedImageRequest(image=pb.Image(encoded=data)), timeout=60)
+        def call(
+            i: int, data: bytes = data, barrier: threading.Barrier = barrier, responses: list[Any] = responses
+        ) -> None:
+            barrier.wait()
+            responses[i] = api.EmbedImage(pb.EmbedImageRequest(image=pb.Image(encoded=data)), timeout=60)
 
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert inference_count(sam_service.triton_url, "sam_encoder") - before == 1
-    assert len({r.image_id for r in responses}) == 1
-    # Requests that arrived while the encode ran shared it (cached false); any that the scheduler
-    # delayed past its end were cache hits. The big image keeps the first busy long enough for
-    # most of them to share it, even on a loaded machine.
-    shared = sum(not r.cached for r in responses)
-    assert shared >= 2, f"only {shared} of 8 concurrent requests were in flight together"
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert inference_count(sam_service.triton_url, "sam_encoder") - before == 1, f"seed {seed}"
+        assert len({r.image_id for r in responses}) == 1
+        shared_per_attempt.append(sum(not r.cached for r in responses))
+        if shared_per_attempt[-1] >= 2:
+            break
+    assert shared_per_attempt[-1] >= 2, f"requests in flight together per attempt: {shared_per_attempt}"
 
 
 # -- prompts, modes, encodings ------------------------------------------------------------------------
