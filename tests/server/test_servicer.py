@@ -136,6 +136,23 @@ def test_delete_image_forgets_the_embedding(api: Any) -> None:
     assert not api.DeleteImage(pb.DeleteImageRequest(image_id=image_id, allow_missing=True)).deleted
 
 
+def _embed_at_once(api: Any, data: bytes, n: int) -> list[Any]:
+    """The responses of ``n`` EmbedImage calls of ``data``, released together from ``n`` threads."""
+    barrier = threading.Barrier(n)
+    responses: list[Any] = [None] * n
+
+    def call(i: int) -> None:
+        barrier.wait()
+        responses[i] = api.EmbedImage(pb.EmbedImageRequest(image=pb.Image(encoded=data)), timeout=60)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return responses
+
+
 def test_single_flight_runs_the_encoder_once_for_8_concurrent_requests(api: Any, sam_service: Any) -> None:
     # Every attempt must run the encoder exactly once for its 8 concurrent requests. Requests that
     # arrived while the encode ran shared it (cached false); any that the scheduler delayed past its
@@ -146,20 +163,7 @@ def test_single_flight_runs_the_encoder_once_for_8_concurrent_requests(api: Any,
     for seed in (15, 16, 17):
         data = png(scene(2000, 2400, seed=seed))
         before = inference_count(sam_service.triton_url, "sam_encoder")
-        barrier = threading.Barrier(8)
-        responses: list[Any] = [None] * 8
-
-        def call(
-            i: int, data: bytes = data, barrier: threading.Barrier = barrier, responses: list[Any] = responses
-        ) -> None:
-            barrier.wait()
-            responses[i] = api.EmbedImage(pb.EmbedImageRequest(image=pb.Image(encoded=data)), timeout=60)
-
-        threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        responses = _embed_at_once(api, data, 8)
         assert inference_count(sam_service.triton_url, "sam_encoder") - before == 1, f"seed {seed}"
         assert len({r.image_id for r in responses}) == 1
         shared_per_attempt.append(sum(not r.cached for r in responses))
