@@ -16,7 +16,9 @@ Writes ``RUN/summary.json`` (or ``--out``) with:
   ``--step0``, a ``training.evaluate --out`` folder evaluated on the run's own validation objects;
 - ``paired``: a ``training.compare --out`` folder's result (``a`` is the previous model, ``b`` this
   run, each with its checkpoint path and the file's sha256): both models' means and ``b - a`` with its
-  95 % scene-bootstrap interval, per metric;
+  95 % scene-bootstrap interval, per metric, and the scenes compared (split, first scene, count);
+- ``confirmation``: the same from ``--confirm``, a second comparison that checks the decision on
+  scenes it was not made on (e.g. the next 50 ``val`` scenes, ``training.evaluate --offset 50``);
 - ``base``: the ``training`` record of a ``metrics.json`` (the summary of the run this one started
   from), so that a shipped ``metrics.json`` holds the whole lineage;
 - ``notes``: free text given as ``--note KEY=TEXT``.
@@ -72,7 +74,8 @@ def paired(comparison: dict) -> dict[str, Any]:
     out: dict[str, Any] = {
         "a": comparison["a"], "b": comparison["b"], "objects": comparison["objects"],
         "scenes": comparison["scenes"], "resamples": comparison["resamples"],
-        "split": comparison["selection"].get("split"), "num_images": comparison["selection"].get("num_images"),
+        "split": comparison["selection"].get("split"), "offset": comparison["selection"].get("offset"),
+        "num_images": comparison["selection"].get("num_images"),
     }
     for key, m in comparison["metrics"].items():
         out[key] = {"a": round(m["a"], 4), "b": round(m["b"], 4), "b_minus_a": round(m["b_minus_a"], 4),
@@ -81,7 +84,7 @@ def paired(comparison: dict) -> dict[str, Any]:
 
 
 def summarize(run: Path, step0: Path | None = None, comparison: Path | None = None, base: Path | None = None,
-              notes: dict[str, str] | None = None) -> dict[str, Any]:
+              notes: dict[str, str] | None = None, confirm: Path | None = None) -> dict[str, Any]:
     """The summary of the run folder ``run`` (``config.json`` and ``log.jsonl`` from ``training.train``)."""
     config = json.loads((run / "config.json").read_text())
     records = read_log(run / "log.jsonl")
@@ -92,16 +95,20 @@ def summarize(run: Path, step0: Path | None = None, comparison: Path | None = No
     summary |= step_times(records, config["curriculum_steps"])
     step0_report = json.loads((step0 / "report.json").read_text())["overall"] if step0 else None
     summary["val_curve"] = val_curve(records, step0_report)
-    return summary | decision(comparison, base, notes)
+    return summary | decision(comparison, base, notes, confirm)
 
 
-def decision(comparison: Path | None, base: Path | None, notes: dict[str, str] | None) -> dict[str, Any]:
+def decision(comparison: Path | None, base: Path | None, notes: dict[str, str] | None,
+             confirm: Path | None = None) -> dict[str, Any]:
     """The records that tie a candidate to the model it would replace, each only when given:
-    ``paired`` from a ``training.compare --out`` folder, ``notes``, and ``base`` (the ``training``
-    record of that model's ``metrics.json``)."""
+    ``paired`` from a ``training.compare --out`` folder, ``confirmation`` from another one (a check
+    on scenes the choice was not made on, e.g. ``--offset 50``), ``notes``, and ``base`` (the
+    ``training`` record of that model's ``metrics.json``)."""
     out: dict[str, Any] = {}
     if comparison is not None:
         out["paired"] = paired(json.loads((comparison / "comparison.json").read_text()))
+    if confirm is not None:
+        out["confirmation"] = paired(json.loads((confirm / "comparison.json").read_text()))
     if notes:
         out["notes"] = dict(notes)
     if base is not None:
@@ -125,11 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare", type=Path,
                    help="training.compare --out folder: previous model (a) against this run (b)")
     p.add_argument("--base", type=Path, help="metrics.json whose 'training' record is the run this one started from")
+    p.add_argument("--confirm", type=Path,
+                   help="training.compare --out folder: a check of the decision on other scenes, recorded "
+                        "under 'confirmation'")
     p.add_argument("--note", type=parse_note, action="append", default=[], help="KEY=TEXT, recorded under 'notes'")
     p.add_argument("--out", type=Path, help="output file (default RUN/summary.json)")
     args = p.parse_args(argv)
     try:
-        summary = summarize(args.run, args.step0, args.compare, args.base, dict(args.note))
+        summary = summarize(args.run, args.step0, args.compare, args.base, dict(args.note), args.confirm)
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e!r} (RUN needs config.json and log.jsonl from training.train; --step0 a "
               f"training.evaluate --out folder; --compare a training.compare --out folder)", file=sys.stderr)

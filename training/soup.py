@@ -11,7 +11,7 @@ writes ``OUT/model.pt`` (a plain state dict) and ``OUT/summary.json``:
 - ``soup``: ``method`` and ``members``, each with its checkpoint path, the file's sha256 and, when
   the checkpoint's folder holds one, that run's ``summary.json`` from ``training.run_summary`` (its
   ``base`` left out: the lineage is the top-level ``base``);
-- ``paired``, ``base``, ``notes``: as in ``training.run_summary``. ``--compare`` is a comparison of
+- ``paired``, ``confirmation``, ``base``, ``notes``: as in ``training.run_summary``. ``--compare`` is a comparison of
   the model the soup would replace (``a``) with ``OUT/model.pt`` (``b``): make the soup, evaluate and
   compare it, then run this command again with ``--compare`` (the same members give the same file).
 
@@ -99,11 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare", type=Path,
                    help="training.compare --out folder: the model replaced (a) against OUT/model.pt (b)")
     p.add_argument("--base", type=Path, help="metrics.json whose 'training' record is the model replaced")
+    p.add_argument("--confirm", type=Path,
+                   help="training.compare --out folder: a check of the decision on other scenes, recorded "
+                        "under 'confirmation'")
     p.add_argument("--note", type=parse_note, action="append", default=[], help="KEY=TEXT, recorded under 'notes'")
     args = p.parse_args(argv)
     try:
         summary = {"soup": make_soup(args.checkpoints, args.model, args.out)} | decision(
-            args.compare, args.base, dict(args.note))
+            args.compare, args.base, dict(args.note), args.confirm)
     except (OSError, ValueError, KeyError, RuntimeError, pickle.UnpicklingError) as e:
         print(f"error: {e} (CHECKPOINTS must be state dicts of the --model config; --compare a "
               f"training.compare --out folder)", file=sys.stderr)

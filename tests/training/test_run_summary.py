@@ -57,11 +57,14 @@ def test_summary_of_a_real_resumed_run_with_its_evaluations(tmp_path, capsys):
     evaluate("after")
     assert compare_main([str(tmp_path / "before"), str(tmp_path / "after"), "--resamples", "200",
                          "--out", str(tmp_path / "cmp")]) == 0
+    assert compare_main([str(tmp_path / "after"), str(tmp_path / "before"), "--resamples", "200",
+                         "--out", str(tmp_path / "reversed")]) == 0
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"training": {"seed": 8, "steps_run": 3600}}))
     capsys.readouterr()
 
     assert main([str(run), "--step0", str(tmp_path / "before"), "--compare", str(tmp_path / "cmp"),
+                 "--confirm", str(tmp_path / "reversed"),
                  "--base", str(metrics), "--note", "device=CPU, 1 thread", "--note", "why=a=b"]) == 0
     assert "4 steps" in capsys.readouterr().out
     summary = json.loads((run / "summary.json").read_text())
@@ -78,6 +81,10 @@ def test_summary_of_a_real_resumed_run_with_its_evaluations(tmp_path, capsys):
     comparison = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     assert summary["paired"]["box"]["b_minus_a"] == round(comparison["metrics"]["box"]["b_minus_a"], 4)
     assert summary["paired"]["split"] == "val" and summary["paired"]["objects"] == comparison["objects"]
+    assert summary["paired"]["offset"] == 0 and summary["paired"]["num_images"] == 1
+    reversed_ = json.loads((tmp_path / "reversed" / "comparison.json").read_text())
+    assert summary["confirmation"]["a"] == reversed_["a"] and summary["confirmation"]["b"] == reversed_["b"]
+    assert summary["confirmation"]["box"]["b_minus_a"] == round(reversed_["metrics"]["box"]["b_minus_a"], 4)
     assert summary["base"] == {"seed": 8, "steps_run": 3600}
     assert summary["notes"] == {"device": "CPU, 1 thread", "why": "a=b"}
 

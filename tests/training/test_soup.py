@@ -66,13 +66,15 @@ def test_cli_writes_a_loadable_soup_with_its_members_and_comparison(tmp_path, ca
     assert compare_main([str(tmp_path / "a"), str(tmp_path / "b"), "--resamples", "200",
                          "--out", str(tmp_path / "cmp")]) == 0
     assert main(members + ["--model", "tiny", "--out", str(soup_dir), "--compare", str(tmp_path / "cmp"),
-                           "--base", str(tmp_path / "metrics.json"), "--note", "device=CPU"]) == 0
+                           "--confirm", str(tmp_path / "cmp"), "--base", str(tmp_path / "metrics.json"),
+                           "--note", "device=CPU"]) == 0
     assert file_sha256(soup_dir / "model.pt") == first_file  # same members, same file
     summary = json.loads((soup_dir / "summary.json").read_text())
     m0, m1 = summary["soup"]["members"]
     assert m0 == {"checkpoint": str(paths[0]), "sha256": file_sha256(paths[0])}  # no summary next to it
     assert m1["sha256"] == file_sha256(paths[1]) and m1["summary"] == {"steps_run": 8}  # its base left out
     assert summary["paired"]["b"]["checkpoint_sha256"] == first_file
+    assert summary["confirmation"] == summary["paired"]  # --confirm read through the same record
     assert summary["base"] == {"steps_run": 99} and summary["notes"] == {"device": "CPU"}
 
     capsys.readouterr()
