@@ -83,9 +83,9 @@ def paired(comparison: dict) -> dict[str, Any]:
     return out
 
 
-def summarize(run: Path, step0: Path | None = None, comparison: Path | None = None, base: Path | None = None,
-              notes: dict[str, str] | None = None, confirm: Path | None = None) -> dict[str, Any]:
-    """The summary of the run folder ``run`` (``config.json`` and ``log.jsonl`` from ``training.train``)."""
+def summarize(run: Path, step0: Path | None = None) -> dict[str, Any]:
+    """The summary of the run folder ``run`` (``config.json`` and ``log.jsonl`` from ``training.train``),
+    without the decision records (``decision``)."""
     config = json.loads((run / "config.json").read_text())
     records = read_log(run / "log.jsonl")
     summary: dict[str, Any] = {"run": str(run), "config": config, "steps_planned": config["steps"]}
@@ -95,7 +95,7 @@ def summarize(run: Path, step0: Path | None = None, comparison: Path | None = No
     summary |= step_times(records, config["curriculum_steps"])
     step0_report = json.loads((step0 / "report.json").read_text())["overall"] if step0 else None
     summary["val_curve"] = val_curve(records, step0_report)
-    return summary | decision(comparison, base, notes, confirm)
+    return summary
 
 
 def decision(comparison: Path | None, base: Path | None, notes: dict[str, str] | None,
@@ -116,6 +116,23 @@ def decision(comparison: Path | None, base: Path | None, notes: dict[str, str] |
     return out
 
 
+def add_decision_arguments(p: argparse.ArgumentParser, compared: str, lineage: str) -> None:
+    """The options ``decision_from_args`` reads, shared by ``training.run_summary`` and
+    ``training.soup``: ``compared`` says which model is ``a`` and which ``b`` in ``--compare``,
+    ``lineage`` whose ``training`` record ``--base`` holds."""
+    p.add_argument("--compare", type=Path, help=f"training.compare --out folder: {compared}")
+    p.add_argument("--confirm", type=Path,
+                   help="training.compare --out folder: a check of the decision on other scenes, recorded "
+                        "under 'confirmation'")
+    p.add_argument("--base", type=Path, help=f"metrics.json whose 'training' record is {lineage}")
+    p.add_argument("--note", type=parse_note, action="append", default=[], help="KEY=TEXT, recorded under 'notes'")
+
+
+def decision_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """``decision`` from the options ``add_decision_arguments`` added."""
+    return decision(args.compare, args.base, dict(args.note), args.confirm)
+
+
 def parse_note(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -129,20 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run", type=Path, help="run folder written by training.train (config.json, log.jsonl)")
     p.add_argument("--step0", type=Path, help="training.evaluate --out folder: the starting weights on the "
                                               "run's validation objects (step 0 of the curve)")
-    p.add_argument("--compare", type=Path,
-                   help="training.compare --out folder: previous model (a) against this run (b)")
-    p.add_argument("--base", type=Path, help="metrics.json whose 'training' record is the run this one started from")
-    p.add_argument("--confirm", type=Path,
-                   help="training.compare --out folder: a check of the decision on other scenes, recorded "
-                        "under 'confirmation'")
-    p.add_argument("--note", type=parse_note, action="append", default=[], help="KEY=TEXT, recorded under 'notes'")
+    add_decision_arguments(p, compared="previous model (a) against this run (b)",
+                           lineage="the run this one started from")
     p.add_argument("--out", type=Path, help="output file (default RUN/summary.json)")
     args = p.parse_args(argv)
     try:
-        summary = summarize(args.run, args.step0, args.compare, args.base, dict(args.note), args.confirm)
+        summary = summarize(args.run, args.step0) | decision_from_args(args)
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e!r} (RUN needs config.json and log.jsonl from training.train; --step0 a "
-              f"training.evaluate --out folder; --compare a training.compare --out folder)", file=sys.stderr)
+              f"training.evaluate --out folder; --compare and --confirm training.compare --out folders)",
+              file=sys.stderr)
         return 2
     out = args.out or args.run / "summary.json"
     out.write_text(json.dumps(summary, indent=1) + "\n")

@@ -11,9 +11,10 @@ writes ``OUT/model.pt`` (a plain state dict) and ``OUT/summary.json``:
 - ``soup``: ``method`` and ``members``, each with its checkpoint path, the file's sha256 and, when
   the checkpoint's folder holds one, that run's ``summary.json`` from ``training.run_summary`` (its
   ``base`` left out: the lineage is the top-level ``base``);
-- ``paired``, ``confirmation``, ``base``, ``notes``: as in ``training.run_summary``. ``--compare`` is a comparison of
-  the model the soup would replace (``a``) with ``OUT/model.pt`` (``b``): make the soup, evaluate and
-  compare it, then run this command again with ``--compare`` (the same members give the same file).
+- ``paired``, ``confirmation``, ``base``, ``notes``: as in ``training.run_summary``. ``--compare`` is
+  a comparison of the model the soup would replace (``a``) with ``OUT/model.pt`` (``b``): make the
+  soup, evaluate and compare it, then run this command again with ``--compare`` (the same members
+  give the same file).
 
 Averaging works for runs that started from the same weights (fine-tunes of one model stay in one
 basin); averaging unrelated trainings gives a broken model, which the comparison will show.
@@ -30,7 +31,7 @@ from typing import Any
 
 import torch
 
-from training.run_summary import decision, parse_note
+from training.run_summary import add_decision_arguments, decision_from_args
 
 
 def average_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -96,20 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoints", type=Path, nargs="+", help="state dicts of one model (run folders' model.pt)")
     p.add_argument("--model", required=True, help="model config JSON or name the checkpoints belong to")
     p.add_argument("--out", type=Path, required=True, help="output folder (model.pt, summary.json)")
-    p.add_argument("--compare", type=Path,
-                   help="training.compare --out folder: the model replaced (a) against OUT/model.pt (b)")
-    p.add_argument("--base", type=Path, help="metrics.json whose 'training' record is the model replaced")
-    p.add_argument("--confirm", type=Path,
-                   help="training.compare --out folder: a check of the decision on other scenes, recorded "
-                        "under 'confirmation'")
-    p.add_argument("--note", type=parse_note, action="append", default=[], help="KEY=TEXT, recorded under 'notes'")
+    add_decision_arguments(p, compared="the model replaced (a) against OUT/model.pt (b)",
+                           lineage="the model replaced")
     args = p.parse_args(argv)
     try:
-        summary = {"soup": make_soup(args.checkpoints, args.model, args.out)} | decision(
-            args.compare, args.base, dict(args.note), args.confirm)
+        summary = {"soup": make_soup(args.checkpoints, args.model, args.out)} | decision_from_args(args)
     except (OSError, ValueError, KeyError, RuntimeError, pickle.UnpicklingError) as e:
-        print(f"error: {e} (CHECKPOINTS must be state dicts of the --model config; --compare a "
-              f"training.compare --out folder)", file=sys.stderr)
+        print(f"error: {e} (CHECKPOINTS must be state dicts of the --model config; --compare and "
+              f"--confirm training.compare --out folders)", file=sys.stderr)
         return 2
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"wrote {args.out / 'model.pt'} ({len(args.checkpoints)} members) and {args.out / 'summary.json'}")
