@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from dataclasses import dataclass
 
 import grpc
@@ -123,6 +124,22 @@ def inference_count(triton_url: str, model: str) -> int:
     finally:
         client.close()
     return sum(int(s.get("inference_count", 0)) for s in stats.get("model_stats", []))
+
+
+def settled_inference_count(triton_url: str, model: str, quiet_s: float = 0.3, timeout_s: float = 20.0) -> int:
+    """``inference_count`` once it has held still for ``quiet_s`` (polled; at most ``timeout_s``).
+
+    Triton counts an inference after its response has gone out, so a count read right after a
+    reply may not include that call yet.
+    """
+    deadline = time.monotonic() + timeout_s
+    last, since = inference_count(triton_url, model), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet_s:
+        time.sleep(0.05)
+        now = inference_count(triton_url, model)
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
 
 
 def metric(metrics_text: str, name: str, labels: dict[str, str] | None = None) -> float:

@@ -19,7 +19,16 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from segmentanything.v1 import segment_anything_pb2 as pb
 from tests.conftest import REPO, wait_for_health
-from tests.server.helpers import FG, error_details, inference_count, metric, png, point_set, scene, stub
+from tests.server.helpers import (
+    FG,
+    error_details,
+    metric,
+    png,
+    point_set,
+    scene,
+    settled_inference_count,
+    stub,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -202,11 +211,11 @@ def test_gateways_share_embeddings_through_redis(sam_service: Any, tmp_path: Any
         with first.channel() as a_channel, second.channel() as b_channel:
             a, b = stub(a_channel), stub(b_channel)
             image_id = a.EmbedImage(pb.EmbedImageRequest(image=pb.Image(encoded=data))).image_id
-            encodes = inference_count(sam_service.triton_url, "sam_encoder")
+            encodes = settled_inference_count(sam_service.triton_url, "sam_encoder")
             # The other replica never saw the image: it finds the embedding in Redis, not in Triton.
             b.Segment(pb.SegmentRequest(image_id=image_id, prompt_sets=[point_set((10, 10, FG))]))
             assert b.EmbedImage(pb.EmbedImageRequest(image=pb.Image(encoded=data))).cached
-            assert inference_count(sam_service.triton_url, "sam_encoder") == encodes
+            assert settled_inference_count(sam_service.triton_url, "sam_encoder") == encodes
             assert metric(_metrics(second.metrics_url), "sam_redis_cache_requests_total", {"result": "hit"}) >= 1
 
             # Redis goes away mid-run: both replicas keep answering, from memory or from Triton.

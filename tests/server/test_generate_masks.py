@@ -15,7 +15,6 @@ the unfiltered output), where such a float difference could change which masks p
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +23,7 @@ import numpy as np
 import pytest
 
 from segmentanything.v1 import segment_anything_pb2 as pb
-from tests.server.helpers import error_details, inference_count, mask_pixels, png, scene, stub
+from tests.server.helpers import error_details, inference_count, mask_pixels, png, scene, settled_inference_count, stub
 
 pytestmark = [
     pytest.mark.slow,
@@ -218,14 +217,7 @@ def test_cancelling_stops_the_decoder_requests(sam_service: Any, api: Any, image
     assert first.points_done == 1 and first.points_total == 4096
     call.cancel()
     at_cancel = inference_count(sam_service.triton_url, "sam_decoder")
-    # Poll until the count holds still for a second (bounded), then check it stays put.
-    deadline = time.monotonic() + 20
-    last, since = at_cancel, time.monotonic()
-    while time.monotonic() < deadline and time.monotonic() - since < 1.0:
-        time.sleep(0.1)
-        now = inference_count(sam_service.triton_url, "sam_decoder")
-        if now != last:
-            last, since = now, time.monotonic()
+    last = settled_inference_count(sam_service.triton_url, "sam_decoder", quiet_s=1.0)
     assert last - at_cancel <= 1  # at most the request in flight when the cancel arrived
     assert last - before < 100  # far from the 4096 of a finished run
     with pytest.raises(grpc.RpcError) as raised:

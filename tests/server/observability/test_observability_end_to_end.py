@@ -228,6 +228,20 @@ def _names(spans: list[ReadableSpan]) -> list[str]:
     return sorted(s.name for s in spans)
 
 
+async def _segment_spans(exporter: InMemorySpanExporter, timeout_s: float = 10.0) -> list[ReadableSpan]:
+    """The finished ``Segment`` server spans, waiting (at most ``timeout_s``) until there is one.
+
+    A reply can reach the caller before the server span ends: ``context.abort`` sends an error
+    status at once, and the span ends as the exception leaves the handler.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = [s for s in exporter.get_finished_spans() if s.name == SEGMENT_SPAN]
+        if found or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.01)
+
+
 async def test_segment_span_tree_has_the_expected_parents_and_attributes(traced: TracedStack) -> None:
     traced.spans.clear()
     caller_trace, caller_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
@@ -240,8 +254,9 @@ async def test_segment_span_tree_has_the_expected_parents_and_attributes(traced:
     masks = sum(len(r.masks) for r in reply.results)
     assert masks == 4  # AUTO: 3 for the lone point, 1 for the pair
 
+    (root,) = await _segment_spans(traced.spans)
     spans = _by_trace(traced.spans.get_finished_spans(), int(caller_trace, 16))
-    (root,) = [s for s in spans if s.name == SEGMENT_SPAN]
+    assert root in spans
     assert root.kind == trace.SpanKind.SERVER
     assert root.parent is not None and format(root.parent.span_id, "016x") == caller_span  # continues the caller
     attributes = dict(root.attributes or {})
@@ -271,7 +286,7 @@ async def test_segment_span_tree_has_the_expected_parents_and_attributes(traced:
     # The same image again, by id: a hit, no decode, no encoder call.
     traced.spans.clear()
     await traced.api.Segment(pb.SegmentRequest(image_id=reply.image_id, prompt_sets=prompts[:1]))
-    (root,) = [s for s in traced.spans.get_finished_spans() if s.name == SEGMENT_SPAN]
+    (root,) = await _segment_spans(traced.spans)
     assert root.context is not None
     spans = _by_trace(traced.spans.get_finished_spans(), root.context.trace_id)
     assert (root.attributes or {})["sam.cache.hit"] is True
@@ -286,7 +301,7 @@ async def test_an_error_status_marks_the_server_span(traced: TracedStack) -> Non
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await traced.api.Segment(pb.SegmentRequest(image_id="cd" * 32, prompt_sets=[point_set((1, 1, FG))]))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-    (root,) = [s for s in traced.spans.get_finished_spans() if s.name == SEGMENT_SPAN]
+    (root,) = await _segment_spans(traced.spans)
     assert not root.status.is_ok and (root.attributes or {})["rpc.grpc.status_code"] == "NOT_FOUND"
     (lookup,) = _children(list(traced.spans.get_finished_spans()), root)
     assert lookup.name == "embedding_cache.lookup" and (lookup.attributes or {})["sam.cache.hit"] is False
@@ -311,7 +326,7 @@ async def test_triton_continues_the_gateways_trace(traced: TracedStack) -> None:
         await traced.api.Segment(
             pb.SegmentRequest(image=pb.Image(encoded=png(scene(52, 40, seed=920 + attempt))), prompt_sets=prompts)
         )
-        (root,) = [s for s in traced.spans.get_finished_spans() if s.name == SEGMENT_SPAN]
+        (root,) = await _segment_spans(traced.spans)
         assert root.context is not None
         trace_id = format(root.context.trace_id, "032x")
         spans = _by_trace(traced.spans.get_finished_spans(), root.context.trace_id)
