@@ -216,6 +216,8 @@ def test_gateways_share_embeddings_through_redis(sam_service: Any, tmp_path: Any
             b.Segment(pb.SegmentRequest(image_id=image_id, prompt_sets=[point_set((10, 10, FG))]))
             assert b.EmbedImage(pb.EmbedImageRequest(image=pb.Image(encoded=data))).cached
             assert settled_inference_count(sam_service.triton_url, "sam_encoder") == encodes
+            encoder_calls = ("sam_triton_request_duration_seconds_count", {"model": "sam_encoder", "outcome": "ok"})
+            assert metric(_metrics(second.metrics_url), *encoder_calls) == 0  # it never called the encoder
             assert metric(_metrics(second.metrics_url), "sam_redis_cache_requests_total", {"result": "hit"}) >= 1
 
             # Redis goes away mid-run: both replicas keep answering, from memory or from Triton.
