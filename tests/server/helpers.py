@@ -129,8 +129,10 @@ def inference_count(triton_url: str, model: str) -> int:
 def settled_inference_count(triton_url: str, model: str, quiet_s: float = 0.3, timeout_s: float = 20.0) -> int:
     """``inference_count`` once it has held still for ``quiet_s`` (polled; at most ``timeout_s``).
 
-    Triton counts an inference after its response has gone out, so a count read right after a
-    reply may not include that call yet.
+    A count read right after a reply can still move: a Triton backend may report an inference's
+    statistics after it has sent the response, and a call an earlier test left running may still
+    finish. (A fresh-clone CI run once saw the encoder count move by one after the reads; 40 tries
+    on an idle machine did not.)
     """
     deadline = time.monotonic() + timeout_s
     last, since = inference_count(triton_url, model), time.monotonic()
