@@ -1,4 +1,5 @@
-"""The shipped small model (``models/sam_small``) loads strictly and reaches its recorded accuracy.
+"""The shipped small model (``models/sam_small``) loads strictly, reaches its recorded accuracy, and
+its model card and the README state its file and figures as recorded.
 
 ``models/sam_small/metrics.json`` records the evaluation on the held-out synthetic test split
 (``test``) and, under ``check_subset``, the exact small subset this test re-evaluates: the first
@@ -9,7 +10,9 @@ floating-point noise, and lie within sampling noise of the full-test-split numbe
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +77,30 @@ def test_one_click_miou_matches_the_recorded_value(shipped):
     full = metrics["test"]["one_click_miou_best_of_3"]
     noise = max(0.05, 3 * float(np.std(ious)) / np.sqrt(len(ious)))
     assert abs(miou - full) <= noise, f"subset 1-click mIoU {miou:.3f} vs recorded test-split {full:.3f}"
+
+
+def test_card_and_readme_state_what_was_shipped(shipped):
+    """MODEL_CARD.md and README.md state the file and the test figures ``training.ship`` recorded.
+
+    The card and README are edited by hand after each ship; this catches a stale sha256, size or
+    metrics table, and README figures that no longer round from ``metrics.json``.
+    """
+    _, metrics = shipped
+    path = MODEL_DIR / "model.pt"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert metrics["sha256"] == digest, "metrics.json is not the record of this model.pt: re-run training.ship"
+    card = (MODEL_DIR / "MODEL_CARD.md").read_text()
+    assert f"{path.stat().st_size / 1e6:.2f} MB, sha256 `{digest}`" in card
+    report = (MODEL_DIR / "eval_report.md").read_text()
+    rows = [line for line in report.splitlines() if re.match(r"\| (all|whole|part|sub-part) \|", line)]
+    assert len(rows) == 4
+    for row in rows:
+        assert row in card, f"MODEL_CARD.md lacks eval_report.md's row {row!r}"
+    test = metrics["test"]
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[1:5] == [str(test["objects"]), f"{test['one_click_miou_best_of_3']:.3f}",
+                          f"{test['one_click_miou_top_ranked']:.3f}", f"{test['box_miou']:.3f}"]
+    readme = (ROOT / "README.md").read_text()
+    one, box = f"{test['one_click_miou_best_of_3']:.2f}", f"{test['box_miou']:.2f}"
+    assert f"1-click mIoU {one}, box {box} on held-out synthetic scenes" in readme
+    assert f"1-click mIoU is {one} (best of 3) and box mIoU {box}" in readme
