@@ -18,6 +18,8 @@ same data options (``--split``, ``--num-images``, ``--offset``, ``--max-objects`
     python -m training.compare runs/eval_a runs/eval_b --out runs/compare_a_b
 
 It prints a markdown table and, with ``--out``, writes ``comparison.json`` and ``comparison.md``.
+``--first-scenes N`` pairs only the objects of the first N scenes of both evaluations (by scene
+index), e.g. to see how much wider the interval on 50 scenes is than on all 100 of an evaluation.
 """
 
 from __future__ import annotations
@@ -92,9 +94,22 @@ def describe(identity: dict[str, Any]) -> str:
     return f"{identity['checkpoint']}" + (f" (sha256 {sha[:12]})" if sha else "")
 
 
-def compare(a: dict[str, Any], b: dict[str, Any], resamples: int = 5000, seed: int = 0) -> dict[str, Any]:
-    """Pairs two ``per_object.json`` contents object by object. Raises ValueError unless both
-    evaluated the same objects (same data selection, same samples and masks)."""
+def first_scenes(objects: dict[str, list[Any]], n: int) -> dict[str, list[Any]]:
+    """The per-object lists of ``objects`` (``per_object.json``'s ``objects``) kept for the objects
+    of the ``n`` lowest scene indices (``sample``). Raises ValueError unless ``1 <= n <=`` the
+    number of scenes."""
+    scenes = sorted(set(objects["sample"]))
+    if not 1 <= n <= len(scenes):
+        raise ValueError(f"--first-scenes must be between 1 and {len(scenes)} (the evaluations' scenes), got {n}")
+    keep = [i for i, s in enumerate(objects["sample"]) if s <= scenes[n - 1]]
+    return {k: [v[i] for i in keep] for k, v in objects.items()}
+
+
+def compare(a: dict[str, Any], b: dict[str, Any], resamples: int = 5000, seed: int = 0,
+            scenes: int | None = None) -> dict[str, Any]:
+    """Pairs two ``per_object.json`` contents object by object, on the objects of the first
+    ``scenes`` scenes only when given (``first_scenes``). Raises ValueError unless both evaluated
+    the same objects (same data selection, same samples and masks)."""
     if a["selection"] != b["selection"]:
         keys = sorted(k for k in set(a["selection"]) | set(b["selection"])
                       if a["selection"].get(k) != b["selection"].get(k))
@@ -106,6 +121,8 @@ def compare(a: dict[str, Any], b: dict[str, Any], resamples: int = 5000, seed: i
         raise ValueError("the two reports list different objects although their data options match")
     if not oa["sample"]:
         raise ValueError("the reports hold no objects")
+    if scenes is not None:
+        oa, ob = first_scenes(oa, scenes), first_scenes(ob, scenes)
     scene = np.asarray(oa["sample"])
     rows: dict[str, Any] = {}
     for key, (title, higher_is_better) in METRICS.items():
@@ -120,7 +137,7 @@ def compare(a: dict[str, Any], b: dict[str, Any], resamples: int = 5000, seed: i
                      "share_b_worse": float(np.mean(sign * diff < 0))}
     return {"a": model_identity(a), "b": model_identity(b),
             "selection": a["selection"], "objects": len(oa["sample"]), "scenes": int(np.unique(scene).size),
-            "resamples": resamples, "seed": seed, "metrics": rows}
+            "first_scenes": scenes, "resamples": resamples, "seed": seed, "metrics": rows}
 
 
 def markdown_table(result: dict[str, Any], names: tuple[str, str] = ("A", "B")) -> str:
@@ -146,12 +163,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="column names in the table (default A B)")
     p.add_argument("--resamples", type=int, default=5000, help="scene bootstrap resamples (default 5000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    p.add_argument("--first-scenes", type=int, metavar="N",
+                   help="pair only the objects of the first N scenes (lowest scene indices) of both evaluations")
     p.add_argument("--out", help="folder for comparison.json and comparison.md")
     args = p.parse_args(argv)
     if args.resamples < 1:
         p.error("--resamples must be at least 1")
     try:
-        result = compare(load_per_object(args.a), load_per_object(args.b), args.resamples, args.seed)
+        result = compare(load_per_object(args.a), load_per_object(args.b), args.resamples, args.seed,
+                         args.first_scenes)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -44,6 +44,19 @@ def test_compare_pairs_objects_and_counts_fewer_clicks_as_better():
     assert "| box IoU | 0.650 | 0.700 | +0.0500 |" in markdown_table(result)
 
 
+def test_first_scenes_pairs_only_the_objects_of_the_lowest_scene_indices():
+    a = per_object([0.5, 0.6, 0.7, 0.8], [10, 20, 5, 5])  # scene 0: objects 0 and 1, scene 1: 2 and 3
+    b = per_object([0.6, 0.6, 0.9, 0.7], [8, 20, 6, 5])
+    first = compare(a, b, resamples=500, scenes=1)
+    assert first["objects"] == 2 and first["scenes"] == 1 and first["first_scenes"] == 1
+    assert first["metrics"]["box"]["b_minus_a"] == pytest.approx(0.05)  # (0.1 + 0.0) / 2
+    assert first["metrics"]["noc90"]["b_minus_a"] == pytest.approx(-1.0)
+    assert compare(a, b, resamples=500, scenes=2)["metrics"] == compare(a, b, resamples=500)["metrics"]
+    for bad in (0, 3):
+        with pytest.raises(ValueError, match="between 1 and 2"):
+            compare(a, b, scenes=bad)
+
+
 def test_compare_refuses_reports_of_different_objects():
     a = per_object([0.5, 0.6], [1, 2])
     with pytest.raises(ValueError, match="num_images: 2 vs 3"):
@@ -86,3 +99,13 @@ def test_cli_compares_two_real_evaluations(tmp_path, capsys):
     assert "num_images: 2 vs 1" in capsys.readouterr().err
     assert main([str(tmp_path / "random"), str(tmp_path / "missing")]) == 2
     assert "training.evaluate --out" in capsys.readouterr().err
+
+    # the first scene of the two real evaluations: its objects only, the same pairs as in the full comparison
+    full = json.loads((tmp_path / "shipped" / "per_object.json").read_text())["objects"]
+    assert main([str(tmp_path / "random"), str(tmp_path / "shipped"), "--first-scenes", "1", "--resamples", "100",
+                 "--out", str(tmp_path / "cmp1")]) == 0
+    first = json.loads((tmp_path / "cmp1" / "comparison.json").read_text())
+    assert first["scenes"] == 1 and first["first_scenes"] == 1
+    assert first["objects"] == full["sample"].count(min(full["sample"])) < len(full["sample"])
+    assert main([str(tmp_path / "random"), str(tmp_path / "shipped"), "--first-scenes", "3"]) == 2
+    assert "--first-scenes must be between 1 and 2" in capsys.readouterr().err
