@@ -100,7 +100,7 @@ def test_cli_compares_two_real_evaluations(tmp_path, capsys):
     assert main([str(tmp_path / "random"), str(tmp_path / "missing")]) == 2
     assert "training.evaluate --out" in capsys.readouterr().err
 
-    # the first scene of the two real evaluations: its objects only, the same pairs as in the full comparison
+    # the first scene of the two real evaluations: its objects only
     full = json.loads((tmp_path / "shipped" / "per_object.json").read_text())["objects"]
     assert main([str(tmp_path / "random"), str(tmp_path / "shipped"), "--first-scenes", "1", "--resamples", "100",
                  "--out", str(tmp_path / "cmp1")]) == 0
