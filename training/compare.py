@@ -6,7 +6,8 @@ objects, the per-object differences ``B - A`` are paired; their mean is the diff
 and its uncertainty comes from resampling scenes (with replacement, all objects of a drawn scene
 together, since objects of one scene are not independent): the 2.5th and 97.5th percentiles of
 the resampled means give a 95 % interval. The report also gives the share of objects on which B
-is better and worse (for NoC, fewer clicks is better).
+is better and worse (for NoC, fewer clicks is better), and on which metrics B is better or worse
+beyond noise: those whose interval lies wholly on one side of zero (``beyond_noise``).
 
 CLI, on two ``training.evaluate`` output folders (or their ``per_object.json`` files) made with the
 same data options (``--split``, ``--num-images``, ``--offset``, ``--max-objects``, ``--seed``...)::
@@ -94,6 +95,15 @@ def describe(identity: dict[str, Any]) -> str:
     return f"{identity['checkpoint']}" + (f" (sha256 {sha[:12]})" if sha else "")
 
 
+def beyond_noise(low: float, high: float, higher_is_better: bool) -> str | None:
+    """``"better"`` when the 95 % interval ``[low, high]`` of ``B - A`` lies wholly on B's good side of
+    zero (above it, or below it for a metric where lower is better), ``"worse"`` when wholly on the
+    other side, ``None`` when it includes zero (a difference within noise)."""
+    if low > 0 or high < 0:
+        return "better" if (low > 0) == higher_is_better else "worse"
+    return None
+
+
 def first_scenes(objects: dict[str, list[Any]], n: int) -> dict[str, list[Any]]:
     """The per-object lists of ``objects`` (``per_object.json``'s ``objects``) kept for the objects
     of the ``n`` lowest scene indices (``sample``). Raises ValueError unless ``1 <= n <=`` the
@@ -134,10 +144,13 @@ def compare(a: dict[str, Any], b: dict[str, Any], resamples: int = 5000, seed: i
         sign = 1 if higher_is_better else -1
         rows[key] = {"title": title, "a": float(va.mean()), "b": float(vb.mean()), "b_minus_a": float(diff.mean()),
                      "ci95": [low, high], "share_b_better": float(np.mean(sign * diff > 0)),
-                     "share_b_worse": float(np.mean(sign * diff < 0))}
+                     "share_b_worse": float(np.mean(sign * diff < 0)),
+                     "beyond_noise": beyond_noise(low, high, higher_is_better)}
+    verdict = {side: [k for k, r in rows.items() if r["beyond_noise"] == side] for side in ("better", "worse")}
     return {"a": model_identity(a), "b": model_identity(b),
             "selection": a["selection"], "objects": len(oa["sample"]), "scenes": int(np.unique(scene).size),
-            "first_scenes": scenes, "resamples": resamples, "seed": seed, "metrics": rows}
+            "first_scenes": scenes, "resamples": resamples, "seed": seed, "metrics": rows,
+            "beyond_noise": verdict}
 
 
 def markdown_table(result: dict[str, Any], names: tuple[str, str] = ("A", "B")) -> str:
@@ -149,7 +162,12 @@ def markdown_table(result: dict[str, Any], names: tuple[str, str] = ("A", "B")) 
         low, high = row["ci95"]
         lines.append(f"| {row['title']} | {row['a']:.3f} | {row['b']:.3f} | {row['b_minus_a']:+.4f} | "
                      f"[{low:+.4f}, {high:+.4f}] | {row['share_b_better']:.0%} | {row['share_b_worse']:.0%} |")
-    lines += ["", f"{result['objects']} objects in {result['scenes']} scenes, paired; {result['resamples']} "
+    def titles(side: str) -> str:
+        return "; ".join(row["title"] for row in result["metrics"].values()
+                         if row.get("beyond_noise") == side) or "nothing"
+    lines += ["", f"{nb} better beyond noise (95 % interval clear of zero): {titles('better')}. "
+              f"Worse beyond noise: {titles('worse')}.",
+              "", f"{result['objects']} objects in {result['scenes']} scenes, paired; {result['resamples']} "
               f"scene resamples. {na}: {describe(result['a'])}; {nb}: {describe(result['b'])}."]
     return "\n".join(lines) + "\n"
 

@@ -16,7 +16,9 @@ Writes ``RUN/summary.json`` (or ``--out``) with:
   ``--step0``, a ``training.evaluate --out`` folder evaluated on the run's own validation objects;
 - ``paired``: a ``training.compare --out`` folder's result (``a`` is the previous model, ``b`` this
   run, each with its checkpoint path and the file's sha256): both models' means and ``b - a`` with its
-  95 % scene-bootstrap interval, per metric, and the scenes compared (split, first scene, count);
+  95 % scene-bootstrap interval, per metric, whether that interval puts ``b`` better or worse beyond
+  noise (``beyond_noise``: ``"better"``, ``"worse"`` or null, from the unrounded interval), and the
+  scenes compared (split, first scene, count);
 - ``confirmation``: the same from ``--confirm``, a second comparison that checks the decision on
   scenes it was not made on (e.g. the next 50 ``val`` scenes, ``training.evaluate --offset 50``);
 - ``base``: the ``training`` record of a ``metrics.json`` (the summary of the run this one started
@@ -34,6 +36,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from training.compare import METRICS, beyond_noise
 from training.train import read_log
 
 VAL_KEYS = ("one_click_miou_best_of_3", "one_click_miou_top_ranked", "box_miou")
@@ -79,7 +82,8 @@ def paired(comparison: dict) -> dict[str, Any]:
     }
     for key, m in comparison["metrics"].items():
         out[key] = {"a": round(m["a"], 4), "b": round(m["b"], 4), "b_minus_a": round(m["b_minus_a"], 4),
-                    "ci95": [round(x, 4) for x in m["ci95"]]}
+                    "ci95": [round(x, 4) for x in m["ci95"]],
+                    "beyond_noise": beyond_noise(m["ci95"][0], m["ci95"][1], METRICS[key][1])}
     return out
 
 

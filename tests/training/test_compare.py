@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from sam.build import file_sha256
-from training.compare import compare, main, markdown_table, scene_bootstrap
+from training.compare import beyond_noise, compare, main, markdown_table, scene_bootstrap
 from training.evaluate import main as evaluate_main
 
 
@@ -42,6 +42,33 @@ def test_compare_pairs_objects_and_counts_fewer_clicks_as_better():
     assert noc["share_b_better"] == 0.25 and noc["share_b_worse"] == 0.25
     assert result["objects"] == 4 and result["scenes"] == 2
     assert "| box IoU | 0.650 | 0.700 | +0.0500 |" in markdown_table(result)
+
+
+def test_beyond_noise_needs_the_interval_clear_of_zero_on_the_metrics_good_side():
+    assert beyond_noise(0.001, 0.004, higher_is_better=True) == "better"
+    assert beyond_noise(-0.004, -0.001, higher_is_better=True) == "worse"
+    assert beyond_noise(-0.2, -0.1, higher_is_better=False) == "better"  # fewer clicks
+    assert beyond_noise(0.1, 0.2, higher_is_better=False) == "worse"
+    assert beyond_noise(-0.001, 0.004, higher_is_better=True) is None
+    assert beyond_noise(0.0, 0.004, higher_is_better=True) is None  # touching zero is within noise
+    assert beyond_noise(-0.2, 0.0, higher_is_better=False) is None
+
+
+def test_compare_names_the_metrics_better_and_worse_beyond_noise():
+    # box: B gains 0.1 on every object (interval [0.1, 0.1]); NoC@90: B needs one click more on
+    # every object (worse); after that, a box gain on one scene and a loss on the other: within noise
+    a = per_object([0.5, 0.6, 0.7, 0.8], [10, 20, 5, 5])
+    b = per_object([0.6, 0.7, 0.8, 0.9], [11, 21, 6, 6])
+    result = compare(a, b, resamples=500)
+    assert result["beyond_noise"] == {"better": ["box"], "worse": ["noc90"]}
+    assert result["metrics"]["box"]["beyond_noise"] == "better"
+    assert result["metrics"]["noc90"]["beyond_noise"] == "worse"
+    table = markdown_table(result, ("shipped", "run"))
+    assert "run better beyond noise (95 % interval clear of zero): box IoU. Worse beyond noise: NoC@90." in table
+    mixed = compare(a, per_object([0.6, 0.7, 0.6, 0.7], [10, 20, 5, 5]), resamples=500)
+    assert mixed["beyond_noise"] == {"better": [], "worse": []}
+    assert mixed["metrics"]["box"]["beyond_noise"] is None
+    assert "zero): nothing. Worse beyond noise: nothing." in markdown_table(mixed, ("shipped", "run"))
 
 
 def test_first_scenes_pairs_only_the_objects_of_the_lowest_scene_indices():

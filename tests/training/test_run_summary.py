@@ -82,6 +82,8 @@ def test_summary_of_a_real_resumed_run_with_its_evaluations(tmp_path, capsys):
     assert summary["paired"]["box"]["b_minus_a"] == round(comparison["metrics"]["box"]["b_minus_a"], 4)
     assert summary["paired"]["split"] == "val" and summary["paired"]["objects"] == comparison["objects"]
     assert summary["paired"]["offset"] == 0 and summary["paired"]["num_images"] == 1
+    for key, metric in comparison["metrics"].items():  # the verdict of the unrounded interval
+        assert summary["paired"][key]["beyond_noise"] == metric["beyond_noise"]
     reversed_ = json.loads((tmp_path / "reversed" / "comparison.json").read_text())
     assert summary["confirmation"]["a"] == reversed_["a"] and summary["confirmation"]["b"] == reversed_["b"]
     assert summary["confirmation"]["box"]["b_minus_a"] == round(reversed_["metrics"]["box"]["b_minus_a"], 4)
