@@ -163,8 +163,7 @@ def markdown_table(result: dict[str, Any], names: tuple[str, str] = ("A", "B")) 
         lines.append(f"| {row['title']} | {row['a']:.3f} | {row['b']:.3f} | {row['b_minus_a']:+.4f} | "
                      f"[{low:+.4f}, {high:+.4f}] | {row['share_b_better']:.0%} | {row['share_b_worse']:.0%} |")
     def titles(side: str) -> str:
-        return "; ".join(row["title"] for row in result["metrics"].values()
-                         if row.get("beyond_noise") == side) or "nothing"
+        return "; ".join(result["metrics"][k]["title"] for k in result["beyond_noise"][side]) or "nothing"
     lines += ["", f"{nb} better beyond noise (95 % interval clear of zero): {titles('better')}. "
               f"Worse beyond noise: {titles('worse')}.",
               "", f"{result['objects']} objects in {result['scenes']} scenes, paired; {result['resamples']} "
