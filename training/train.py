@@ -55,6 +55,27 @@ from training.interactive import DecodeFn, EpisodeResult, run_episode
 from training.plot import draw_curves
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+AUTO = "auto"  # a setting, not a precision: bf16 where the device has it natively, else fp32
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA GPU that supports it, or an x86 CPU
+    with AVX512-BF16 or AMX tiles. Elsewhere bf16 autocast is emulated and much slower than float32
+    (a ``sam_small`` step took 15x to 17x the float32 time on an AVX2 EPYC; bench/bench_training.py)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    probes = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(bool(probe()) for probe in probes if probe is not None)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision a run on ``device`` uses for the setting ``precision`` (``"auto"``: ``"bf16"``
+    where :func:`native_bf16`, else ``"fp32"``; a precision stands as given)."""
+    if precision == AUTO:
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -147,8 +168,9 @@ class TrainConfig:
     device: str | None = None  # cpu / cuda (default: cuda if available)
     # "fp32", or "bf16": the image encoder and the mask decoder run under bfloat16 autocast (their
     # outputs are cast back to float32, so the losses, click sampling, optimizer and weights stay
-    # float32); on a CPU with native bf16 (this project's AVX512-BF16 EPYC) a step takes 0.61x the
-    # float32 time (bench/bench_training.py); without native bf16 it is slower
+    # float32); on a CPU with native bf16 (an AVX512-BF16 EPYC) a step took 0.61x the float32 time,
+    # on an AVX2 EPYC without it 15x (bench/bench_training.py). "auto": bf16 where the device has
+    # it natively (native_bf16), else fp32; ``train`` resolves it, and config.json records the result
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
@@ -167,8 +189,8 @@ class TrainConfig:
                 or not 0 < self.budget_target <= 1:
             problems.append("need data_workers >= 0, time_budget_s >= 0, budget_probe_steps >= 3 and "
                             "0 < budget_target <= 1")
-        if self.precision not in PRECISIONS:
-            problems.append(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        if self.precision not in (*PRECISIONS, AUTO):
+            problems.append(f"precision must be one of {sorted((*PRECISIONS, AUTO))}, got {self.precision!r}")
         source = self.data.get("source") if isinstance(self.data, dict) else None
         if source not in ("synthetic", "coco"):
             problems.append('data.source must be "synthetic" or "coco"')
@@ -632,12 +654,18 @@ def train(config: TrainConfig, out: Path, resume: bool = False, stop_after: int 
     """Runs (or resumes) a training run in ``out``. ``stop_after``: return after this many steps of
     this call (for tests); the schedule still follows ``config.steps``. Returns the last train record.
     With ``time_budget_s`` a fresh run sets ``config.steps`` and ``config.curriculum_steps`` (on the
-    object passed in) after its probe steps."""
+    object passed in) after its probe steps; ``config.precision`` "auto" is replaced by the
+    precision it resolves to on the run's device."""
     t_begin = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if config.precision == "bf16" and not native_bf16(device):
+        print(f"warning: precision bf16 on a {device.type} without native bfloat16 (no AVX512-BF16 or AMX on a "
+              "CPU): its steps can take many times the float32 time (15x on an AVX2 EPYC); pass --precision fp32 "
+              "or auto", file=sys.stderr)
+    config.precision = resolve_precision(config.precision, device)
     torch.manual_seed(config.seed)
     model = build(config).to(device)
     model.train()
@@ -801,8 +829,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="fit a fresh run into this wall time: steps (and curriculum_steps) are set from the "
                         "first budget_probe_steps steps' times, and no step starts once it is spent")
-    p.add_argument("--precision", choices=sorted(PRECISIONS),
-                   help="bf16: run the model under bfloat16 autocast (faster where the CPU or GPU has bf16)")
+    p.add_argument("--precision", choices=sorted((*PRECISIONS, AUTO)),
+                   help="bf16: run the model under bfloat16 autocast (faster only where the CPU or GPU has native "
+                        "bf16; elsewhere many times slower); auto: bf16 where native, else fp32")
     return p
 
 

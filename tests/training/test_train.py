@@ -22,6 +22,8 @@ from training.train import (
     main,
     make_batch,
     may_refit,
+    native_bf16,
+    resolve_precision,
     train,
 )
 
@@ -95,6 +97,32 @@ def test_bf16_precision_runs_the_model_in_bfloat16_and_still_learns(tmp_path, mo
     assert after < 0.8 * before, (before, after)
     with pytest.raises(ValueError, match="precision must be one of"):
         TrainConfig.from_dict({"precision": "fp16"})
+
+
+def test_auto_precision_follows_the_cpu_and_bf16_without_native_support_warns(tmp_path, monkeypatch, capsys):
+    """"auto" resolves to bf16 only where the CPU reports AVX512-BF16 or AMX (the probes torch reads
+    off the CPU, set here both ways since the machine has one answer), config.json records what it
+    resolved to, and an explicit bf16 stands but warns where it would be emulated."""
+    cpu = torch.device("cpu")
+    for avx512_bf16, amx in ((False, False), (True, False), (False, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        expected = "bf16" if avx512_bf16 or amx else "fp32"
+        assert native_bf16(cpu) is (avx512_bf16 or amx)
+        assert resolve_precision("auto", cpu) == expected
+        assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+        run = tmp_path / f"auto_{avx512_bf16}_{amx}"
+        config = TrainConfig.from_dict(TINY | {"steps": 1, "precision": "auto"})
+        train(config, run)
+        assert config.precision == expected
+        assert json.loads((run / "config.json").read_text())["precision"] == expected
+        assert "without native bfloat16" not in capsys.readouterr().err
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    train(TrainConfig.from_dict(TINY | {"steps": 1, "precision": "bf16"}), tmp_path / "bf16")
+    err = capsys.readouterr().err
+    assert "precision bf16 on a cpu without native bfloat16" in err and "--precision fp32" in err, err
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["precision"] == "bf16"
 
 
 @pytest.mark.slow
