@@ -263,12 +263,18 @@ def test_batched_prompt_sets_answer_in_order_like_separate_calls(api: Any, image
         point_set((300, 100, FG)),
         point_set((100, 120, FG), box=(50, 60, 250, 220)),
     ]
-    batched = _segment(api, image_id, *sets, mode=pb.SegmentRequest.MULTI)
+    logits = pb.Mask.LOW_RES_LOGITS
+    batched = _segment(api, image_id, *sets, mode=pb.SegmentRequest.MULTI, encoding=logits)
     assert len(batched.results) == len(sets)
     for prompt, result in zip(sets, batched.results, strict=True):
-        alone = _segment(api, image_id, prompt, mode=pb.SegmentRequest.MULTI).results[0]
+        alone = _segment(api, image_id, prompt, mode=pb.SegmentRequest.MULTI, encoding=logits).results[0]
         np.testing.assert_allclose([m.score for m in result.masks], [m.score for m in alone.masks], atol=1e-5)
-        assert [m.area_px for m in result.masks] == [m.area_px for m in alone.masks]
+        # The same logits up to float rounding: a batch of prompt sets may take other matrix-product
+        # kernels than one set alone (seen on an AVX2 CPU), so a pixel whose upscaled logit lies within
+        # rounding of the threshold may flip; a set answered out of order would differ everywhere.
+        for a, b in zip(result.masks, alone.masks, strict=True):
+            np.testing.assert_allclose(tensor_array(a.low_res_logits), tensor_array(b.low_res_logits), atol=1e-4)
+            assert abs(a.area_px - b.area_px) <= 1e-4 * HEIGHT * WIDTH, (a.area_px, b.area_px)
 
 
 def test_mask_prompt_by_logits_and_by_mask_id_agree(api: Any, image_id: str) -> None:
