@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from training.train import TrainConfig, TrainSource, build, train_step
+from training.train import TrainConfig, TrainSource, build, native_bf16, train_step
 
 
 def step_once(model: torch.nn.Module, optimizer: torch.optim.Optimizer, source: TrainSource, config: TrainConfig,
@@ -62,6 +62,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if not native_bf16(device):
+        print(f"note: this {device.type} has no native bfloat16 (no AVX512-BF16 or AMX on a CPU): expect the bf16 "
+              "steps to take many times the float32 time (15x on an AVX2 EPYC), and this run to be long; "
+              "lower --repeats", flush=True)
     values = json.loads(Path(args.config).read_text()) | {"device": args.device}
     batches = args.batch_size or [int(values["batch_size"])]
     configs = {f"{p}/b{b}": TrainConfig.from_dict({**values, "precision": p, "batch_size": b})
