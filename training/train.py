@@ -62,8 +62,8 @@ def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 natively: a CUDA GPU that supports it, or an x86 CPU
     with AVX512-BF16 or AMX tiles. Elsewhere bf16 autocast is emulated and much slower than float32
     (a ``sam_small`` step took 15x to 17x the float32 time on an AVX2 EPYC; bench/bench_training.py)."""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cuda":  # compute capability 8 or more (Ampere on); older GPUs only emulate it
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
     if device.type != "cpu":
         return False
     probes = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
