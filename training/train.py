@@ -56,6 +56,7 @@ from training.plot import draw_curves
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 AUTO = "auto"  # a setting, not a precision: bf16 where the device has it natively, else fp32
+PRECISION_SETTINGS = (*PRECISIONS, AUTO)  # what a config or --precision may say
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -189,8 +190,8 @@ class TrainConfig:
                 or not 0 < self.budget_target <= 1:
             problems.append("need data_workers >= 0, time_budget_s >= 0, budget_probe_steps >= 3 and "
                             "0 < budget_target <= 1")
-        if self.precision not in (*PRECISIONS, AUTO):
-            problems.append(f"precision must be one of {sorted((*PRECISIONS, AUTO))}, got {self.precision!r}")
+        if self.precision not in PRECISION_SETTINGS:
+            problems.append(f"precision must be one of {sorted(PRECISION_SETTINGS)}, got {self.precision!r}")
         source = self.data.get("source") if isinstance(self.data, dict) else None
         if source not in ("synthetic", "coco"):
             problems.append('data.source must be "synthetic" or "coco"')
@@ -829,7 +830,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="fit a fresh run into this wall time: steps (and curriculum_steps) are set from the "
                         "first budget_probe_steps steps' times, and no step starts once it is spent")
-    p.add_argument("--precision", choices=sorted((*PRECISIONS, AUTO)),
+    p.add_argument("--precision", choices=sorted(PRECISION_SETTINGS),
                    help="bf16: run the model under bfloat16 autocast (faster only where the CPU or GPU has native "
                         "bf16; elsewhere many times slower); auto: bf16 where native, else fp32")
     return p
